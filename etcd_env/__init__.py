@@ -1,0 +1,51 @@
+"""etcd_env: a real, pinned etcd for test sessions, started fast and never left behind."""
+
+from ._binary import PINNED_SERIES, EtcdBinary, check_binary, resolve_binary
+from ._compat import find_free_port, stop_etcd
+from ._environ import endpoint_environment
+from ._errors import (
+    ClusterUnavailableError,
+    EtcdEnvError,
+    EtcdNotFoundError,
+    EtcdStartError,
+    EtcdStartTimeout,
+    EtcdVersionError,
+    EtcdVersionWarning,
+    ForeignListenerError,
+    PortBusyError,
+    PortExhaustedError,
+    StateDirError,
+)
+from ._ports import PortReservation, reserve_port, reserve_specific_port
+from ._registry import Leftover, find_leftovers, reap
+from ._server import EtcdServer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PINNED_SERIES",
+    "ClusterUnavailableError",
+    "EtcdBinary",
+    "EtcdEnvError",
+    "EtcdNotFoundError",
+    "EtcdServer",
+    "EtcdStartError",
+    "EtcdStartTimeout",
+    "EtcdVersionError",
+    "EtcdVersionWarning",
+    "ForeignListenerError",
+    "Leftover",
+    "PortBusyError",
+    "PortExhaustedError",
+    "PortReservation",
+    "StateDirError",
+    "check_binary",
+    "endpoint_environment",
+    "find_free_port",
+    "find_leftovers",
+    "reap",
+    "reserve_port",
+    "reserve_specific_port",
+    "resolve_binary",
+    "stop_etcd",
+]

@@ -1,0 +1,194 @@
+"""The on-disk record of the servers this user runs, and reclaiming dead owners' leftovers.
+
+Each server gets ``servers/<name>/`` (0700: data dir, log, ``info.json``) and a
+lock file ``servers/<name>.lock`` held by its owner for the server's whole life.
+The lock lives beside the directory, not in it, and is taken before the
+directory exists, so a reaper can never remove a directory whose owner is still
+setting it up. A lock nobody holds means the owner is dead: the kernel dropped it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import Timeout, UnixFileLock
+
+from ._paths import private_dir, servers_dir
+from ._process import command_line, pid_alive, wait_gone
+
+INFO_FILE = "info.json"
+LOG_FILE = "etcd.log"
+
+
+def _lock(path: Path) -> UnixFileLock:
+    return UnixFileLock(str(path), timeout=0, thread_local=False)
+
+
+class ServerRecord:
+    """A server's private directory, held by its owner."""
+
+    def __init__(self, name: str, root: Path, lock: UnixFileLock) -> None:
+        self.name = name
+        self.root = root
+        self._lock = lock
+
+    @classmethod
+    def create(cls, name: str, directory: Path | None = None) -> ServerRecord:
+        parent = directory or servers_dir()
+        lock = _lock(parent / f"{name}.lock")
+        try:
+            # A reaper may hold a fresh name's lock for a moment while it looks; wait that out.
+            lock.acquire(timeout=2.0)
+        except Timeout:
+            raise RuntimeError(f"a live server named {name!r} already exists") from None
+        try:
+            root = private_dir(parent / name)
+        except BaseException:
+            lock.release(force=True)
+            raise
+        return cls(name, root, lock)
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def default_data_dir(self) -> Path:
+        return self.root / "data"
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        scratch = self.root / f".{INFO_FILE}.tmp"
+        scratch.write_text(json.dumps(info, indent=1))
+        scratch.replace(self.root / INFO_FILE)
+
+    def remove(self, extra: list[Path] | None = None) -> None:
+        for path in extra or []:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._lock.is_locked:
+            Path(self._lock.lock_file).unlink(missing_ok=True)
+            self._lock.release(force=True)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A server directory whose owner is gone, and the etcd it may have left running."""
+
+    name: str
+    root: Path
+    pid: int | None
+    running: bool
+    data_dirs: tuple[Path, ...]
+
+    def describe(self) -> str:
+        state = f"etcd pid {self.pid} still running" if self.running else "no etcd running"
+        return f"{self.name}: {state}; directory {self.root}"
+
+
+def _read_info(root: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((root / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _etcd_running(info: dict[str, Any]) -> int | None:
+    pid, name = info.get("pid"), info.get("name")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    argv = command_line(pid)
+    if argv and name not in argv:
+        return None  # the pid was reused by something else
+    return pid
+
+
+def _names(directory: Path) -> set[str]:
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return set()
+    return {entry.name.removesuffix(".lock") for entry in entries if not entry.name.startswith(".")}
+
+
+def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> list[Leftover]:
+    """Servers whose owner died without stopping them. Nothing is changed."""
+    parent = directory or servers_dir()
+    found: list[Leftover] = []
+    now = time.time()
+    for name in sorted(_names(parent)):
+        lock_path = parent / f"{name}.lock"
+        root = parent / name
+        if not root.exists():
+            continue
+        try:
+            if now - root.stat().st_mtime < min_age:
+                continue
+        except OSError:
+            continue
+        lock = _lock(lock_path)
+        try:
+            lock.acquire()
+        except Timeout:
+            continue  # the owner is alive
+        try:
+            info = _read_info(root)
+            pid = _etcd_running(info)
+            created = [Path(p) for p in info.get("created_data_dirs", []) if isinstance(p, str)]
+            found.append(Leftover(name, root, pid, pid is not None, tuple(created)))
+        finally:
+            lock.release(force=True)
+    return found
+
+
+def reap(directory: Path | None = None) -> list[Leftover]:
+    """Stop and remove every server whose owner is gone; return what was reclaimed."""
+    parent = directory or servers_dir()
+    reclaimed: list[Leftover] = []
+    for leftover in find_leftovers(parent):
+        lock = _lock(parent / f"{leftover.name}.lock")
+        try:
+            lock.acquire()
+        except Timeout:
+            continue  # adopted in the meantime
+        try:
+            if leftover.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(leftover.pid, signal.SIGKILL)
+                wait_gone(leftover.pid, 2.0)
+            for data_dir in leftover.data_dirs:
+                shutil.rmtree(data_dir, ignore_errors=True)
+            shutil.rmtree(leftover.root, ignore_errors=True)
+            Path(lock.lock_file).unlink(missing_ok=True)
+            reclaimed.append(leftover)
+        finally:
+            lock.release(force=True)
+    return reclaimed
+
+
+def live_servers(directory: Path | None = None) -> list[dict[str, Any]]:
+    """The info of every server whose owner is alive (for ``etcd-env status``)."""
+    parent = directory or servers_dir()
+    alive: list[dict[str, Any]] = []
+    for name in sorted(_names(parent)):
+        root = parent / name
+        if not root.is_dir():
+            continue
+        lock = _lock(parent / f"{name}.lock")
+        try:
+            lock.acquire()
+        except Timeout:
+            info = _read_info(root)
+            info.setdefault("name", name)
+            alive.append(info)
+            continue
+        lock.release(force=True)
+    return alive

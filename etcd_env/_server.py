@@ -1,0 +1,243 @@
+"""``EtcdServer``: one managed etcd member, a drop-in for PyTorch's class of that name."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._binary import EtcdBinary, check_binary, resolve_binary
+from ._command import SINGLE_MEMBER_TIMERS, MemberCommand
+from ._environ import endpoint_environment
+from ._errors import EtcdStartError
+from ._member import MemberProcess, start_error_mentions_port_clash
+from ._paths import servers_dir, writable_dir
+from ._ports import PortReservation, reserve_port, reserve_specific_port
+from ._process import StdStream
+from ._readiness import HttpHealthCheck
+from ._registry import ServerRecord, reap
+
+if TYPE_CHECKING:
+    import etcd
+
+logger = logging.getLogger("etcd_env")
+
+
+def new_member_name(prefix: str = "etcd-env") -> str:
+    return f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class EtcdServer:
+    """A local single-member etcd on free ports, started in tens of milliseconds.
+
+    The reference's API is kept (``EtcdServer(data_dir)``, ``start(timeout,
+    num_retries, stderr)``, ``stop()``, ``get_client()``, ``get_host()``,
+    ``get_port()``, ``get_endpoint()``); the keyword options are etcd_env's own.
+    Constructing one has no side effects: nothing is created before ``start()``.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        binary: str | os.PathLike[str] | None = None,
+        host: str = "127.0.0.1",
+        client_port: int | None = None,
+        peer_port: int | None = None,
+        log_file: str | os.PathLike[str] | None = None,
+        extra_args: Sequence[str] = (),
+        enable_v2: bool = True,
+        heartbeat_ms: int = SINGLE_MEMBER_TIMERS[0],
+        election_ms: int = SINGLE_MEMBER_TIMERS[1],
+        stop_grace: float = 5.0,
+    ) -> None:
+        self._data_dir_arg = Path(data_dir) if data_dir is not None else None
+        self._binary_arg = binary
+        self._host = host
+        self._client_port_arg = client_port
+        self._peer_port_arg = peer_port
+        self._log_file_arg = Path(log_file) if log_file is not None else None
+        self._extra_args = tuple(extra_args)
+        self._enable_v2 = enable_v2
+        self._timers = (heartbeat_ms, election_ms)
+        self._stop_grace = stop_grace
+        self._port = -1
+        self._binary: EtcdBinary | None = None
+        self._member: MemberProcess | None = None
+        self._reservations: list[PortReservation] = []
+
+    # -- the reference's API ---------------------------------------------------------
+
+    def start(self, timeout: float = 60, num_retries: int = 3, stderr: StdStream = None) -> None:
+        """Start etcd and return once it serves. Retries with fresh ports only on a port clash."""
+        if self._member is not None:
+            raise RuntimeError("this EtcdServer is already started; stop() it first")
+        deadline = time.monotonic() + timeout
+        binary = resolve_binary(self._binary_arg)
+        check_binary(binary, needs_v2=self._enable_v2)
+        self._binary = binary
+        reap()
+        attempts = max(1, num_retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(binary, deadline, stderr)
+            except EtcdStartError as error:
+                explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
+                if attempt < attempts and not explicit_ports and start_error_mentions_port_clash(error):
+                    logger.warning("etcd lost a port to another program; retrying on fresh ports")
+                    continue
+                raise
+            atexit.register(self.stop)
+            return
+
+    def stop(self) -> None:
+        """Stop etcd, release its ports, remove what etcd_env created. Safe to call twice."""
+        member, self._member = self._member, None
+        try:
+            if member is not None:
+                member.discard(self._stop_grace)
+        finally:
+            self._release_ports()
+            atexit.unregister(self.stop)
+
+    def get_client(self, **kwargs: Any) -> etcd.Client:
+        """A python-etcd client on this server's v2 API."""
+        import etcd  # noqa: PLC0415 - python-etcd pulls in urllib3: keep it off the start path
+
+        options: dict[str, Any] = {"host": self._host, "port": self._port, "version_prefix": "/v2", "read_timeout": 10}
+        options.update(kwargs)
+        return etcd.Client(**options)
+
+    def get_host(self) -> str:
+        return self._host
+
+    def get_port(self) -> int:
+        return self._port
+
+    def get_endpoint(self) -> str:
+        return f"{self._host}:{self._port}"
+
+    # -- etcd_env's additions --------------------------------------------------------
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self._url_host}:{self._port}"
+
+    @property
+    def client_urls(self) -> list[str]:
+        return [self.client_url]
+
+    @property
+    def binary(self) -> EtcdBinary | None:
+        return self._binary
+
+    @property
+    def pid(self) -> int | None:
+        return self._member.pid if self._member is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._member is not None and self._member.running
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._member.log_path if self._member is not None else None
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._member.command.data_dir if self._member is not None else None
+
+    @property
+    def name(self) -> str | None:
+        return self._member.command.name if self._member is not None else None
+
+    def log_tail(self, lines: int = 25) -> str:
+        return self._member.log_tail(lines) if self._member is not None else ""
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point a command at this server (see ``etcd-env run``)."""
+        return endpoint_environment(self.client_urls)
+
+    def __enter__(self) -> EtcdServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"serving {self.client_url}" if self._member is not None else "stopped"
+        return f"<EtcdServer {state}>"
+
+    # -- internals -------------------------------------------------------------------
+
+    @property
+    def _url_host(self) -> str:
+        return f"[{self._host}]" if ":" in self._host else self._host
+
+    def _reserve(self, wanted: int | None) -> PortReservation:
+        reservation = reserve_specific_port(wanted, self._host) if wanted is not None else reserve_port(self._host)
+        self._reservations.append(reservation)
+        return reservation
+
+    def _release_ports(self) -> None:
+        for reservation in self._reservations:
+            reservation.release()
+        self._reservations = []
+
+    def _start_once(self, binary: EtcdBinary, deadline: float, stderr: StdStream) -> None:
+        name = new_member_name()
+        record = ServerRecord.create(name, servers_dir())
+        member: MemberProcess | None = None
+        try:
+            client = self._reserve(self._client_port_arg)
+            peer = self._reserve(self._peer_port_arg)
+            self._port = client.port
+            removable: list[Path] = []
+            if self._data_dir_arg is None:
+                data_dir = record.default_data_dir
+            else:
+                data_dir = self._data_dir_arg
+                if writable_dir(data_dir, what="data_dir", fix="Pass a data_dir you can write, or none."):
+                    removable.append(data_dir)
+            if self._log_file_arg is not None:
+                writable_dir(self._log_file_arg.parent, what="log_file's directory", fix="Pass a writable log_file.")
+            client_url = f"http://{self._url_host}:{client.port}"
+            peer_url = f"http://{self._url_host}:{peer.port}"
+            command = MemberCommand(
+                binary=binary,
+                name=name,
+                data_dir=data_dir,
+                client_url=client_url,
+                peer_url=peer_url,
+                initial_cluster=f"{name}={peer_url}",
+                cluster_token=name,
+                heartbeat_ms=self._timers[0],
+                election_ms=self._timers[1],
+                enable_v2=self._enable_v2,
+                extra_args=self._extra_args,
+            )
+            member = MemberProcess(command, record, removable=removable, stderr=stderr, log_path=self._log_file_arg)
+            member.launch()
+            member.wait_ready(HttpHealthCheck(client_url, name, v2=self._enable_v2), deadline)
+        except BaseException:
+            if member is not None:
+                member.discard(self._stop_grace)
+            else:
+                record.remove()
+            self._release_ports()
+            self._port = -1
+            raise
+        self._member = member
+        logger.info("etcd %s serving %s (log %s)", binary.version, self.client_url, member.log_path)
