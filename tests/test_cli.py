@@ -1,0 +1,108 @@
+"""The etcd-env command: which, run, reap."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from etcd_env import resolve_binary
+from etcd_env._process import pid_alive
+
+from .conftest import REPO, server_dirs, wait_until
+
+
+def etcd_env_cli(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "etcd_env", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        check=False,
+        **kwargs,
+    )
+
+
+def test_which_reports_binary_version_source_and_pin(state_dir: Path) -> None:
+    binary = resolve_binary()
+    shown = etcd_env_cli("which")
+    assert shown.returncode == 0
+    assert f"binary: {binary.path}" in shown.stdout
+    assert f"version: {binary.version}" in shown.stdout
+    assert f"source: {binary.source}" in shown.stdout
+    assert "pin:" in shown.stdout
+    as_json = json.loads(etcd_env_cli("which", "--json").stdout)
+    assert as_json["path"] == binary.path and as_json["version"] == binary.version
+    assert as_json["pin_ok"] is binary.on_pin and as_json["expected"] is None
+
+
+def test_which_fails_when_the_expected_version_is_not_there(state_dir: Path) -> None:
+    shown = etcd_env_cli("which", "--json", env={"ETCD_ENV_EXPECT_VERSION": "3.5.9999"})
+    assert shown.returncode == 1
+    assert json.loads(shown.stdout)["pin_ok"] is False
+
+
+def test_run_exports_the_endpoint_and_returns_the_commands_status(state_dir: Path) -> None:
+    code = (
+        "import os, sys, etcd\n"
+        "host, port = os.environ['ETCD_ENV_ENDPOINT'].split(':')\n"
+        "client = etcd.Client(host=host, port=int(port))\n"
+        "client.write('/from-run', 'ok')\n"
+        "assert os.environ['ETCD_ENV_URL'] == 'http://' + os.environ['ETCD_ENV_ENDPOINT']\n"
+        "assert os.environ['ETCDCTL_ENDPOINTS'] == os.environ['ETCD_ENV_URL']\n"
+        "assert os.environ['ETCDCTL_API'] == '3'\n"
+        "print(client.read('/from-run').value)\n"
+        "sys.exit(7)\n"
+    )
+    done = etcd_env_cli("run", "--", sys.executable, "-c", code, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
+    assert done.returncode == 7
+    assert server_dirs(state_dir) == []
+
+
+def test_run_forwards_sigterm_and_stops_the_server(tmp_path: Path, state_dir: Path) -> None:
+    marker = tmp_path / "got-sigterm"
+    child = (
+        "import os, signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (open({str(marker)!r}, 'w').write(os.environ['ETCD_ENV_ENDPOINT']),"
+        " sys.exit(42)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", child],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert runner.stdout is not None and runner.stdout.readline().strip() == "ready"
+    servers = server_dirs(state_dir)
+    info = json.loads((servers[0] / "info.json").read_text())
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 42
+    assert marker.read_text().startswith("127.0.0.1:")
+    wait_until(lambda: not pid_alive(info["pid"]), 3.0, "etcd should be stopped")
+    assert server_dirs(state_dir) == []
+
+
+def test_run_with_a_missing_binary_fails_fast(state_dir: Path) -> None:
+    started = time.monotonic()
+    done = etcd_env_cli("run", "--", "true", env={"ETCD_ENV_BINARY": "/nonexistent/etcd"})
+    assert done.returncode == 1
+    assert time.monotonic() - started < 5
+    assert "ETCD_ENV_BINARY" in done.stderr and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_with_an_unknown_command(state_dir: Path) -> None:
+    done = etcd_env_cli("run", "--", "no-such-command-xyz")
+    assert done.returncode == 127
+    assert "command not found: no-such-command-xyz" in done.stderr
+    assert server_dirs(state_dir) == []
+
+
+def test_run_without_a_command(state_dir: Path) -> None:
+    done = etcd_env_cli("run")
+    assert done.returncode == 2 and "give a command" in done.stderr
