@@ -16,6 +16,8 @@ from ._errors import (
     PortExhaustedError,
     StateDirError,
 )
+from ._existing import ExistingCluster
+from ._nox import nox_etcd
 from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._registry import Leftover, find_leftovers, reap
 from ._server import EtcdServer
@@ -33,6 +35,7 @@ __all__ = [
     "EtcdStartTimeout",
     "EtcdVersionError",
     "EtcdVersionWarning",
+    "ExistingCluster",
     "ForeignListenerError",
     "Leftover",
     "PortBusyError",
@@ -43,6 +46,7 @@ __all__ = [
     "endpoint_environment",
     "find_free_port",
     "find_leftovers",
+    "nox_etcd",
     "reap",
     "reserve_port",
     "reserve_specific_port",
