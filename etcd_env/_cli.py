@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
+from . import _shell
 from ._binary import pin_report, resolve_binary
+from ._environ import endpoint_environment
 from ._errors import EtcdEnvError
-from ._registry import find_leftovers, reap
+from ._registry import find_leftovers, live_servers, reap
 from ._server import EtcdServer
 
 Handler = Callable[[argparse.Namespace], int]
@@ -101,6 +105,55 @@ def _reap(args: argparse.Namespace) -> int:
     return 1 if reclaimed and args.check else 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    state, started = _shell.up(binary=args.binary, host=args.host, port=args.port, timeout=args.timeout)
+    print(f"{'started' if started else 'already up'}: {state.describe()}")
+    print('point this shell at it: eval "$(etcd-env env)"   stop it: etcd-env down')
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    state = _shell.down()
+    print(f"stopped: {state.describe()}" if state is not None else "no detached server is up")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    state = _shell.read_state()
+    if args.unset:
+        names = state.environment() if state is not None else endpoint_environment(["http://127.0.0.1:2379"])
+        for name in names:
+            print(f"unset {name}")
+        return 0
+    if state is None:
+        print("etcd-env env: no detached server is up; start one with `etcd-env up`", file=sys.stderr)
+        return 1
+    for name, value in state.environment().items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = _shell.read_state()
+    servers = live_servers()
+    if args.json:
+        detached = None if state is None else {**state.environment(), "pid": state.etcd_pid, "log": state.log}
+        print(json.dumps({"detached": detached, "live_servers": servers}))
+        return 0
+    print(f"detached (etcd-env up): {state.describe() if state is not None else 'none'}")
+    print(f"live servers of this user: {len(servers)}")
+    for info in servers:
+        where, pid, owner = info.get("client_url", "?"), info.get("pid", "?"), info.get("owner_pid", "?")
+        print(f"  {info.get('name')}: {where} pid {pid}, owner pid {owner}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return _shell.serve(
+        directory=Path(args.state_dir), binary=args.binary, host=args.host, port=args.port, timeout=args.timeout
+    )
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary", help="etcd binary to use (default: resolved, see `etcd-env which`)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -126,6 +179,27 @@ def build_parser() -> argparse.ArgumentParser:
     reaper.add_argument("--dry-run", action="store_true", help="only list what is left over")
     reaper.add_argument("--check", action="store_true", help="exit 1 if anything was left over")
     reaper.set_defaults(handler=_reap)
+
+    starter = verbs.add_parser("up", help="start a detached etcd that outlives this shell (idempotent)")
+    _add_server_options(starter)
+    starter.set_defaults(handler=_up)
+
+    status = verbs.add_parser("status", help="show the detached etcd and this user's live servers")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+    environment = verbs.add_parser("env", help='print export lines for the detached etcd: eval "$(etcd-env env)"')
+    environment.add_argument("--unset", action="store_true", help="print unset lines instead")
+    environment.set_defaults(handler=_env)
+
+    stopper = verbs.add_parser("down", help="stop the detached etcd")
+    stopper.set_defaults(handler=_down)
+
+    # The supervisor `up` starts; not for people, so not listed.
+    serve = verbs.add_parser(_shell.SERVE_VERB)
+    _add_server_options(serve)
+    serve.add_argument("--state-dir", required=True)
+    serve.set_defaults(handler=_serve)
     return parser
 
 

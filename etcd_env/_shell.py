@@ -1,0 +1,203 @@
+"""A long-lived etcd for interactive shells (``etcd-env up/status/env/down``).
+
+``up`` starts a small supervisor process (``python -m etcd_env _serve``) in its own
+session, so it outlives the shell on purpose. The supervisor owns an ordinary
+:class:`EtcdServer`: etcd dies with it (the death signal), its watchdog removes
+the server's directory if it is killed, and on SIGTERM or SIGINT (``down``) it
+stops etcd and removes its state file. The state file records one server per
+user; a lock around ``up`` and ``down`` keeps two of them from racing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from filelock import UnixFileLock
+
+from ._environ import endpoint_environment
+from ._errors import EtcdStartError
+from ._paths import private_dir, state_root
+from ._process import command_line, log_tail, pid_alive, wait_gone
+from ._server import EtcdServer
+
+STATE_FILE = "shell.json"
+SERVE_VERB = "_serve"
+
+
+def shell_dir(root: Path | None = None) -> Path:
+    return private_dir(private_dir(root or state_root()) / "shell")
+
+
+@dataclass(frozen=True)
+class ShellState:
+    """What ``up`` recorded about the detached server."""
+
+    supervisor_pid: int
+    etcd_pid: int
+    name: str
+    client_urls: list[str]
+    log: str
+    version: str
+    started_at: float
+
+    def environment(self) -> dict[str, str]:
+        return endpoint_environment(self.client_urls)
+
+    def describe(self) -> str:
+        return (
+            f"{self.client_urls[0]} (etcd {self.version}, pid {self.etcd_pid}, "
+            f"supervisor pid {self.supervisor_pid}, log {self.log})"
+        )
+
+
+def _lock(directory: Path) -> UnixFileLock:
+    return UnixFileLock(str(directory / "shell.lock"), timeout=30, thread_local=False)
+
+
+def _supervisor_alive(pid: int) -> bool:
+    # A dead supervisor's pid may be reused: it must still be our `_serve` process.
+    return pid_alive(pid) and SERVE_VERB in command_line(pid)
+
+
+def read_state(directory: Path | None = None) -> ShellState | None:
+    """The running detached server, or None; a record whose supervisor died is removed."""
+    path = (directory or shell_dir()) / STATE_FILE
+    try:
+        raw: dict[str, Any] = json.loads(path.read_text())
+        state = ShellState(**raw)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    if not _supervisor_alive(state.supervisor_pid):
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def up(
+    *,
+    binary: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    timeout: float = 60,
+    directory: Path | None = None,
+) -> tuple[ShellState, bool]:
+    """Start the detached server unless one runs; return it and whether it was started now."""
+    where = directory or shell_dir()
+    with _lock(where):
+        running = read_state(where)
+        if running is not None:
+            return running, False
+        argv = [sys.executable, "-m", "etcd_env", SERVE_VERB, "--state-dir", str(where), "--host", host]
+        argv += ["--timeout", str(timeout)]
+        if binary is not None:
+            argv += ["--binary", binary]
+        if port is not None:
+            argv += ["--port", str(port)]
+        supervisor_log = where / "supervisor.log"
+        with open(supervisor_log, "wb") as log:
+            supervisor = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                close_fds=True,
+                start_new_session=True,  # no SIGHUP when the shell that ran `up` goes away
+            )
+        deadline = time.monotonic() + timeout + 10
+        while True:
+            state = read_state(where)
+            if state is not None and state.supervisor_pid == supervisor.pid:
+                return state, True
+            returncode = supervisor.poll()
+            if returncode is not None:
+                raise EtcdStartError(
+                    f"`etcd-env up` could not start etcd (the supervisor exited with code {returncode})",
+                    returncode=returncode,
+                    log_tail=log_tail(supervisor_log),
+                )
+            if time.monotonic() > deadline:
+                supervisor.kill()
+                supervisor.wait()
+                raise EtcdStartError(
+                    "`etcd-env up` timed out waiting for etcd; see the supervisor's log below",
+                    log_tail=log_tail(supervisor_log),
+                )
+            time.sleep(0.01)
+
+
+def down(*, timeout: float = 10, directory: Path | None = None) -> ShellState | None:
+    """Stop the detached server; return what was stopped (None if nothing ran)."""
+    where = directory or shell_dir()
+    with _lock(where):
+        state = read_state(where)
+        if state is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.supervisor_pid, signal.SIGTERM)
+        if not wait_gone(state.supervisor_pid, timeout):
+            # etcd dies with its supervisor (death signal); the watchdog removes its files.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state.supervisor_pid, signal.SIGKILL)
+            wait_gone(state.supervisor_pid, 2.0)
+        (where / STATE_FILE).unlink(missing_ok=True)
+        return state
+
+
+def serve(
+    *,
+    directory: Path,
+    binary: str | None,
+    host: str,
+    port: int | None,
+    timeout: float,
+) -> int:
+    """The supervisor's body: run etcd until SIGTERM/SIGINT, or until etcd dies."""
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # outliving the shell is the point
+    server = EtcdServer(binary=binary, host=host, client_port=port)
+    server.start(timeout=timeout)
+    path = directory / STATE_FILE
+    try:
+        state = ShellState(
+            supervisor_pid=os.getpid(),
+            etcd_pid=server.pid or 0,
+            name=server.name or "",
+            client_urls=server.client_urls,
+            log=str(server.log_path),
+            version=server.binary.version if server.binary is not None else "?",
+            started_at=time.time(),
+        )
+        scratch = directory / f".{STATE_FILE}.{os.getpid()}"
+        scratch.write_text(json.dumps(asdict(state)))
+        scratch.replace(path)
+        print(f"etcd-env: serving {state.describe()}", flush=True)
+        while not stop.wait(0.5):
+            if not server.running:
+                print(f"etcd-env: etcd exited; last lines of its log:\n{server.log_tail()}", flush=True)
+                return 1
+        return 0
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, TypeError, OSError):
+            if json.loads(path.read_text()).get("supervisor_pid") == os.getpid():
+                path.unlink()
+        server.stop()
