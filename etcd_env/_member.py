@@ -16,7 +16,7 @@ from typing import Any
 
 from ._command import MemberCommand
 from ._errors import EtcdStartError
-from ._process import StdStream, log_tail, spawn, terminate
+from ._process import StdStream, log_tail, spawn, terminate, wait_exit
 from ._readiness import ReadinessCheck
 from ._registry import ServerRecord
 
@@ -108,9 +108,7 @@ class MemberProcess:
             os.close(self._watchdog_pipe)
             self._watchdog_pipe = None
         if self._watchdog is not None:
-            try:
-                self._watchdog.wait(timeout=5)
-            except subprocess.TimeoutExpired:
+            if not wait_exit(self._watchdog, 5):
                 self._watchdog.kill()
                 self._watchdog.wait()
             self._watchdog = None

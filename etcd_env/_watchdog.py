@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
     except OSError:
         message = b""
     if message:
-        return 0
+        # The owner waits for this exit in stop(): skip the interpreter's teardown (~3 ms).
+        os._exit(0)
     if _group_alive(pgid) and _still_ours(pgid, marker):
         os.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + 2.0
