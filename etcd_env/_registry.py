@@ -111,6 +111,28 @@ def _etcd_running(info: dict[str, Any]) -> int | None:
     return pid
 
 
+def _find_by_name(name: str) -> int | None:
+    """The etcd started with ``--name name``, for a record whose owner died before writing its pid.
+
+    That is an owner killed in the instant between spawning etcd and setpriv's prctl,
+    when neither the death signal nor the watchdog is in place yet.
+    """
+    marker = b"--name\0" + name.encode() + b"\0"
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
 def _names(directory: Path) -> set[str]:
     try:
         entries = list(directory.iterdir())
@@ -141,7 +163,7 @@ def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> li
             continue  # the owner is alive
         try:
             info = _read_info(root)
-            pid = _etcd_running(info)
+            pid = _etcd_running(info) if "pid" in info else _find_by_name(name)
             created = [Path(p) for p in info.get("created_data_dirs", []) if isinstance(p, str)]
             found.append(Leftover(name, root, pid, pid is not None, tuple(created)))
         finally:
