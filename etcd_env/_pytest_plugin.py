@@ -78,8 +78,13 @@ def configured_endpoints(config: pytest.Config) -> str | None:
 
 
 def worker_id(config: pytest.Config) -> str:
-    """``gw0``, ``gw1``... under pytest-xdist; ``main`` otherwise."""
-    return os.environ.get("PYTEST_XDIST_WORKER") or "main"
+    """``gw0``, ``gw1``... under pytest-xdist; ``main`` otherwise.
+
+    Read from the config, not ``$PYTEST_XDIST_WORKER``: a pytest started from inside an
+    xdist worker inherits that variable without being a worker itself.
+    """
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    return str(workerinput.get("workerid", "main"))
 
 
 # -- fixture factories ----------------------------------------------------------------------

@@ -16,6 +16,9 @@ from etcd_env._process import pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 
+# pytester runs inner pytest sessions for the plugin's own tests (tests/test_pytest_plugin.py).
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

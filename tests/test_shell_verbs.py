@@ -1,0 +1,112 @@
+"""etcd-env up/status/env/down: a detached server that outlives the command, and nothing else leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from etcd_env._process import pid_alive
+
+from .conftest import REPO, assert_gone, server_dirs, wait_until
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), child_env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "etcd_env", *args],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.fixture
+def shell(state_dir):
+    yield state_dir
+    # Whatever a test did, leave no detached server behind.
+    cli("down")
+
+
+def exports(text: str) -> dict[str, str]:
+    pairs = [line.removeprefix("export ").split("=", 1) for line in text.splitlines()]
+    return {name: value for name, value in pairs}
+
+
+def test_up_env_status_down(shell):
+    started = cli("up")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("started: http://127.0.0.1:")
+
+    again = cli("up")
+    assert again.returncode == 0
+    assert again.stdout.startswith("already up: ")
+    assert again.stdout.splitlines()[0].removeprefix("already up: ") == started.stdout.splitlines()[0].removeprefix(
+        "started: "
+    )
+
+    printed = cli("env")
+    assert printed.returncode == 0
+    variables = exports(printed.stdout)
+    with urllib.request.urlopen(variables["ETCD_ENV_URL"] + "/health", timeout=10) as response:
+        assert json.loads(response.read())["health"] == "true"
+
+    # eval "$(etcd-env env)" in a real shell.
+    seen = subprocess.run(
+        ["bash", "-c", 'eval "$1"; echo "$ETCD_ENV_ENDPOINT"', "_", printed.stdout],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert seen.stdout.strip() == variables["ETCD_ENV_ENDPOINT"]
+
+    status = json.loads(cli("status", "--json").stdout)
+    etcd_pid = status["detached"]["pid"]
+    assert status["detached"]["ETCD_ENV_URL"] == variables["ETCD_ENV_URL"]
+    assert [server["pid"] for server in status["live_servers"]] == [etcd_pid]
+
+    stopped = cli("down")
+    assert stopped.stdout.startswith("stopped: ")
+    assert_gone(etcd_pid)
+    assert server_dirs(shell) == []
+    assert cli("down").stdout.strip() == "no detached server is up"
+    missing = cli("env")
+    assert missing.returncode == 1
+    assert "etcd-env up" in missing.stderr
+
+
+def test_detached_server_outlives_the_process_that_started_it(shell):
+    # `up` runs in a child that exits at once; the server must keep serving after it.
+    assert cli("up").returncode == 0
+    state = json.loads(cli("status", "--json").stdout)["detached"]
+    assert pid_alive(state["pid"])
+    with urllib.request.urlopen(state["ETCD_ENV_URL"] + "/health", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_killed_supervisor_takes_etcd_and_its_files_with_it(shell):
+    assert cli("up").returncode == 0
+    record = json.loads((shell / "shell" / "shell.json").read_text())
+    os.kill(record["supervisor_pid"], signal.SIGKILL)
+    assert_gone(record["etcd_pid"], timeout=5)
+    wait_until(lambda: server_dirs(shell) == [], 5, "the watchdog should remove the server's directory")
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["detached"] is None
+    assert not (shell / "shell" / "shell.json").exists()
+
+
+def test_up_with_a_missing_binary_fails_with_the_cause(shell, tmp_path):
+    missing = tmp_path / "no-etcd"
+    result = cli("up", "--binary", str(missing))
+    assert result.returncode == 1
+    assert str(missing) in result.stderr
+    assert "does not exist" in result.stderr
+    assert json.loads(cli("status", "--json").stdout)["detached"] is None
