@@ -30,7 +30,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
-    session.install("-e", ".", "ruff", "mypy")
+    session.install("-e", ".[tls]", "ruff", "mypy")  # [tls]: mypy checks _tls.py against trustme
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")

@@ -1,6 +1,7 @@
 """etcd_env: a real, pinned etcd for test sessions, started fast and never left behind."""
 
 from ._binary import PINNED_SERIES, EtcdBinary, check_binary, resolve_binary
+from ._cluster import EtcdCluster, MemberInfo
 from ._compat import find_free_port, stop_etcd
 from ._environ import endpoint_environment
 from ._errors import (
@@ -21,13 +22,16 @@ from ._nox import nox_etcd
 from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._registry import Leftover, find_leftovers, reap
 from ._server import EtcdServer
+from ._tls import ClientTls
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PINNED_SERIES",
+    "ClientTls",
     "ClusterUnavailableError",
     "EtcdBinary",
+    "EtcdCluster",
     "EtcdEnvError",
     "EtcdNotFoundError",
     "EtcdServer",
@@ -38,6 +42,7 @@ __all__ = [
     "ExistingCluster",
     "ForeignListenerError",
     "Leftover",
+    "MemberInfo",
     "PortBusyError",
     "PortExhaustedError",
     "PortReservation",

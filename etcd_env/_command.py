@@ -11,9 +11,13 @@ from ._binary import EtcdBinary
 #: Single-member timers: etcd's own time to serve drops from ~370 ms to ~60 ms with
 #: these (measured, context.md). A single member has no peers to miss heartbeats from.
 SINGLE_MEMBER_TIMERS = (10, 50)
-#: Members of a local cluster share two cores with the tests: leave room for scheduling
-#: hiccups so a busy machine does not trigger needless elections.
-CLUSTER_TIMERS = (25, 250)
+#: A local cluster: the election timeout is how long writes stall after the leader dies
+#: (measured on 2 cores, 3 members: 103 / 153 / 305 / 611 / 1266 ms median for elections of
+#: 50 / 100 / 250 / 500 / 1000 ms), and none of these had a spurious election in 20-30 s
+#: under 12 busy loops or 4 loops of torch import + matmul. 100 ms keeps a 10x margin over
+#: the heartbeat (etcd's tuning guide) and room for a 100 ms stall on a loaded CI runner;
+#: 50 ms would leave none. Figures and commands: docs/cluster.md.
+CLUSTER_TIMERS = (10, 100)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ ENDPOINT_VAR = "ETCD_ENV_ENDPOINT"
 URL_VAR = "ETCD_ENV_URL"
 ETCDCTL_ENDPOINTS_VAR = "ETCDCTL_ENDPOINTS"
 ETCDCTL_API_VAR = "ETCDCTL_API"
+# Exported for a TLS server or cluster: etcdctl's names for the CA and client certificate.
+ETCDCTL_CACERT_VAR = "ETCDCTL_CACERT"
+ETCDCTL_CERT_VAR = "ETCDCTL_CERT"
+ETCDCTL_KEY_VAR = "ETCDCTL_KEY"
 
 
 def endpoint_environment(client_urls: Sequence[str]) -> dict[str, str]:
