@@ -22,6 +22,7 @@ from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck
 from ._registry import ServerRecord, reap
+from ._tls import ClientTls, TlsMaterial, generate_tls
 
 if TYPE_CHECKING:
     import etcd
@@ -53,6 +54,7 @@ class EtcdServer:
         log_file: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         enable_v2: bool = True,
+        tls: bool = False,
         heartbeat_ms: int = SINGLE_MEMBER_TIMERS[0],
         election_ms: int = SINGLE_MEMBER_TIMERS[1],
         stop_grace: float = 5.0,
@@ -65,6 +67,8 @@ class EtcdServer:
         self._log_file_arg = Path(log_file) if log_file is not None else None
         self._extra_args = tuple(extra_args)
         self._enable_v2 = enable_v2
+        self._tls_enabled = tls
+        self._client_tls: ClientTls | None = None
         self._timers = (heartbeat_ms, election_ms)
         self._stop_grace = stop_grace
         self._port = -1
@@ -83,10 +87,11 @@ class EtcdServer:
         check_binary(binary, needs_v2=self._enable_v2)
         self._binary = binary
         reap()
+        material = generate_tls(self._host) if self._tls_enabled else None
         attempts = max(1, num_retries)
         for attempt in range(1, attempts + 1):
             try:
-                self._start_once(binary, deadline, stderr)
+                self._start_once(binary, deadline, stderr, material)
             except EtcdStartError as error:
                 explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
                 if attempt < attempts and not explicit_ports and start_error_mentions_port_clash(error):
@@ -103,6 +108,7 @@ class EtcdServer:
             if member is not None:
                 member.discard(self._stop_grace)
         finally:
+            self._client_tls = None  # its files went with the record directory
             self._release_ports()
             atexit.unregister(self.stop)
 
@@ -111,6 +117,8 @@ class EtcdServer:
         import etcd  # noqa: PLC0415 - python-etcd pulls in urllib3: keep it off the start path
 
         options: dict[str, Any] = {"host": self._host, "port": self._port, "version_prefix": "/v2", "read_timeout": 10}
+        if self._client_tls is not None:
+            options.update(self._client_tls.client_options())
         options.update(kwargs)
         return etcd.Client(**options)
 
@@ -127,11 +135,19 @@ class EtcdServer:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self._url_host}:{self._port}"
+        return f"{self._scheme}://{self._url_host}:{self._port}"
 
     @property
     def client_urls(self) -> list[str]:
         return [self.client_url]
+
+    @property
+    def tls(self) -> ClientTls | None:
+        """With ``tls=True``: the CA and client certificate files (None otherwise).
+
+        Torch's ``etcd-v2`` backend takes them as ``ca_cert``, ``ssl_cert``, ``ssl_cert_key``.
+        """
+        return self._client_tls
 
     @property
     def binary(self) -> EtcdBinary | None:
@@ -162,7 +178,10 @@ class EtcdServer:
 
     def environment(self) -> dict[str, str]:
         """The variables that point a command at this server (see ``etcd-env run``)."""
-        return endpoint_environment(self.client_urls)
+        environment = endpoint_environment(self.client_urls)
+        if self._client_tls is not None:
+            environment.update(self._client_tls.environment())
+        return environment
 
     def __enter__(self) -> EtcdServer:
         self.start()
@@ -196,7 +215,11 @@ class EtcdServer:
             reservation.release()
         self._reservations = []
 
-    def _start_once(self, binary: EtcdBinary, deadline: float, stderr: StdStream) -> None:
+    @property
+    def _scheme(self) -> str:
+        return "https" if self._tls_enabled else "http"
+
+    def _start_once(self, binary: EtcdBinary, deadline: float, stderr: StdStream, material: TlsMaterial | None) -> None:
         name = new_member_name()
         record = ServerRecord.create(name, servers_dir())
         member: MemberProcess | None = None
@@ -213,8 +236,9 @@ class EtcdServer:
                     removable.append(data_dir)
             if self._log_file_arg is not None:
                 writable_dir(self._log_file_arg.parent, what="log_file's directory", fix="Pass a writable log_file.")
-            client_url = f"http://{self._url_host}:{client.port}"
-            peer_url = f"http://{self._url_host}:{peer.port}"
+            client_url = f"{self._scheme}://{self._url_host}:{client.port}"
+            peer_url = f"{self._scheme}://{self._url_host}:{peer.port}"
+            written = material.write(record.root) if material is not None else None
             command = MemberCommand(
                 binary=binary,
                 name=name,
@@ -226,11 +250,13 @@ class EtcdServer:
                 heartbeat_ms=self._timers[0],
                 election_ms=self._timers[1],
                 enable_v2=self._enable_v2,
+                tls=written.server if written is not None else None,
                 extra_args=self._extra_args,
             )
             member = MemberProcess(command, record, removable=removable, stderr=stderr, log_path=self._log_file_arg)
             member.launch()
-            member.wait_ready(HttpHealthCheck(client_url, name, v2=self._enable_v2), deadline)
+            context = written.client.ssl_context() if written is not None else None
+            member.wait_ready(HttpHealthCheck(client_url, name, v2=self._enable_v2, ssl_context=context), deadline)
         except BaseException:
             if member is not None:
                 member.discard(self._stop_grace)
@@ -240,4 +266,5 @@ class EtcdServer:
             self._port = -1
             raise
         self._member = member
+        self._client_tls = written.client if written is not None else None
         logger.info("etcd %s serving %s (log %s)", binary.version, self.client_url, member.log_path)
