@@ -15,6 +15,7 @@ from types import FrameType
 
 from . import _shell
 from ._binary import pin_report, resolve_binary
+from ._cluster import EtcdCluster
 from ._environ import endpoint_environment
 from ._errors import EtcdEnvError
 from ._registry import find_leftovers, live_servers, reap
@@ -81,7 +82,21 @@ def _run(args: argparse.Namespace) -> int:
     if not command:
         print("etcd-env run: give a command after --, e.g. etcd-env run -- pytest", file=sys.stderr)
         return 2
-    server = EtcdServer(binary=args.binary, host=args.host, client_port=args.port)
+    server: EtcdServer | EtcdCluster
+    if args.members < 1:
+        print(f"etcd-env run: --members must be 1 or more, not {args.members}", file=sys.stderr)
+        return 2
+    if args.members > 1:
+        if args.port is not None:
+            print(
+                "etcd-env run: --port names one client port, and a cluster reserves one per member: "
+                "leave --port out with --members",
+                file=sys.stderr,
+            )
+            return 2
+        server = EtcdCluster(args.members, binary=args.binary, host=args.host, tls=args.tls)
+    else:
+        server = EtcdServer(binary=args.binary, host=args.host, client_port=args.port, tls=args.tls)
     server.start(timeout=args.timeout)
     try:
         return run_command(command, server.environment())
@@ -172,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser("run", help="start etcd, run a command with its endpoint exported, stop etcd")
     _add_server_options(run)
+    run.add_argument(
+        "--members", type=int, default=1, help="start a local cluster of N members (default 1); all are exported"
+    )
+    run.add_argument("--tls", action="store_true", help="serve https with a throwaway CA; ETCDCTL_CACERT etc. exported")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     run.set_defaults(handler=_run)
 
