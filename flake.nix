@@ -51,8 +51,14 @@
 
           nativeCheckInputs = [
             py.pytestCheckHook
+            py.pytest-xdist
+            py.nox
             etcd
-          ];
+          ]
+          # setpriv (util-linux) gives etcd its death signal without forking the whole test process.
+          ++ lib.optional pkgs.stdenv.hostPlatform.isLinux pkgs.util-linux;
+          # torch is not a dependency; `nix develop -c nox -s rendezvous_tests` runs these.
+          disabledTestPaths = [ "tests/rendezvous" ];
           # The tests start real etcd servers on loopback; the variables make
           # them use, and verify, the pinned one rather than whatever is on PATH.
           preCheck = ''
@@ -107,6 +113,10 @@
             packages = [
               etcd
               python
+            ]
+            # setpriv (util-linux) gives etcd its death signal without forking the whole process.
+            ++ lib.optional pkgs.stdenv.hostPlatform.isLinux pkgs.util-linux
+            ++ [
               # The working tree's CLI, not a store snapshot of it, so edits
               # show up without re-entering the shell.
               (pkgs.writeShellScriptBin "etcd-env" ''exec python -m etcd_env "$@"'')

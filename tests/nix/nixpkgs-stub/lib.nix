@@ -11,5 +11,15 @@ rec {
       "${builtins.elemAt parts 0}.${builtins.elemAt parts 1}";
   };
 
+  optional = cond: elem: if cond then [ elem ] else [ ];
+
+  hasSuffix =
+    suffix: content:
+    let
+      lenContent = builtins.stringLength content;
+      lenSuffix = builtins.stringLength suffix;
+    in
+    lenContent >= lenSuffix && builtins.substring (lenContent - lenSuffix) lenSuffix content == suffix;
+
   makeBinPath = paths: builtins.concatStringsSep ":" (map (p: "${p}/bin") paths);
 }

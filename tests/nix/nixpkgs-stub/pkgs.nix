@@ -85,6 +85,7 @@ let
     filelock = pyPackage "filelock";
     nox = pyPackage "nox";
     pytest = pyPackage "pytest";
+    pytest-xdist = pyPackage "pytest-xdist";
     hatchling = pyPackage "hatchling";
     pytestCheckHook = pyPackage "pytest-check-hook";
 
@@ -109,6 +110,7 @@ let
             {
               inherit (attrs) src;
               preCheck = attrs.preCheck or "";
+              disabledTestPaths = attrs.disabledTestPaths or [ ];
               makeWrapperArgs = attrs.makeWrapperArgs or [ ];
               __darwinAllowLocalNetworking = attrs.__darwinAllowLocalNetworking or false;
             }
@@ -173,6 +175,14 @@ in
     mkdir -p $out/bin
     printf '#!/bin/sh\necho "nixpkgs-stub: nixfmt-tree is a stand-in; formatting needs real nixpkgs" >&2\nexit 1\n' > $out/bin/treefmt
     chmod +x $out/bin/treefmt
+  '' { };
+
+  # Only the platform test the flake makes.
+  stdenv.hostPlatform.isLinux = lib.hasSuffix "-linux" system;
+
+  util-linux = stub "util-linux-stub" ''
+    mkdir -p $out/bin
+    ln -s /usr/bin/setpriv $out/bin/setpriv
   '' { };
 
   # `nix develop` asks the flake's nixpkgs input for bashInteractive.
