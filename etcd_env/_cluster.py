@@ -313,8 +313,18 @@ class EtcdCluster:
         """Whether the cluster is started and every member's process is alive."""
         return bool(self._members) and all(member.running for member in self._members)
 
-    def log_tail(self, index: int, lines: int = 25) -> str:
-        return self._member(index).log_tail(lines)
+    def log_tail(self, lines: int = 25, *, member: int | None = None) -> str:
+        """The last ``lines`` of one member's log, or of every member's, each under a heading.
+
+        Same call shape as :meth:`EtcdServer.log_tail`, so the pytest plugin attaches a
+        cluster's logs to a failing test's report as it does a server's.
+        """
+        if member is not None:
+            return self._member(member).log_tail(lines)
+        return "\n".join(
+            f"--- member {index} ({process.command.name}) ---\n{process.log_tail(lines)}"
+            for index, process in enumerate(self._members)
+        )
 
     def __enter__(self) -> EtcdCluster:
         self.start()

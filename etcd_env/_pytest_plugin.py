@@ -314,7 +314,6 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     terminalreporter.write_line("Run `etcd-env reap` to reclaim them.", yellow=True)
 
 
-# LEAD: the cluster fixtures (etcd_env/_pytest_cluster.py, from the cluster work) did not exist
-# when this plugin was written. When that module lands, register its fixtures here plainly:
-#     from ._pytest_cluster import *   (with ruff's F403 silenced on that line)
-# (no try/except ImportError: a missing module must fail loudly, never skip its fixtures).
+# The cluster fixtures (etcd_cluster, etcd_cluster_proc) live in their own module; importing
+# them here registers them with pytest. No try/except: a missing module must fail loudly.
+from ._pytest_cluster import *  # noqa: E402, F403

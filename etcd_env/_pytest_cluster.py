@@ -1,0 +1,66 @@
+"""pytest fixtures for a local etcd cluster, registered by the etcd_env plugin.
+
+- :func:`etcd_cluster_proc` makes a fixture that starts an :class:`EtcdCluster`
+  (members, scope and any cluster option chosen by the caller);
+- ``etcd_cluster``: a 3-member cluster per test, stopped after it.
+
+These always start a local cluster, also when an existing cluster is configured
+(``--etcd-endpoints`` / ``$ETCD_ENV_ENDPOINTS``): a cluster fixture exists for its
+fault controls (kill, pause, restart a member), and those cannot act on someone
+else's cluster. The default scope is the test, because a fault test leaves its
+cluster changed; a 3-member cluster starts in about 160 ms (docs/cluster.md).
+The binary and host follow the plugin's ``--etcd-binary`` / ``--etcd-host``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ._cluster import EtcdCluster
+
+__all__ = ["etcd_cluster", "etcd_cluster_proc"]
+
+
+def _plugin_option(config: pytest.Config, name: str) -> str | None:
+    # The plugin registers these options; read them here so this module needs nothing from it
+    # (the plugin imports this module, so importing back would be a cycle).
+    value = config.getoption(name, default=None) or config.getini(name)
+    return str(value) if value else None
+
+
+def etcd_cluster_proc(
+    members: int = 3,
+    *,
+    binary: str | None = None,
+    host: str | None = None,
+    scope: Any = "function",
+    timeout: float = 60,
+    **cluster_options: Any,
+) -> Any:
+    """A fixture that starts an :class:`EtcdCluster` of ``members`` and stops it afterwards.
+
+    ``cluster_options`` go to :class:`EtcdCluster` (``tls=True``, ``enable_v2=False``, timers...).
+    """
+
+    @pytest.fixture(scope=scope)
+    def etcd_cluster_fixture(request: pytest.FixtureRequest) -> Iterator[EtcdCluster]:
+        config = request.config
+        cluster = EtcdCluster(
+            members,
+            binary=binary or _plugin_option(config, "etcd_binary"),
+            host=host or _plugin_option(config, "etcd_host") or "127.0.0.1",
+            **cluster_options,
+        )
+        cluster.start(timeout=timeout)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+    return etcd_cluster_fixture
+
+
+etcd_cluster = etcd_cluster_proc(3)
