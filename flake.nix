@@ -53,6 +53,7 @@
             py.pytestCheckHook
             py.pytest-xdist
             py.nox
+            py.trustme
             etcd
           ]
           # setpriv (util-linux) gives etcd its death signal without forking the whole test process.

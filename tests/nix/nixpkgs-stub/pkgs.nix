@@ -86,6 +86,7 @@ let
     nox = pyPackage "nox";
     pytest = pyPackage "pytest";
     pytest-xdist = pyPackage "pytest-xdist";
+    trustme = pyPackage "trustme";
     hatchling = pyPackage "hatchling";
     pytestCheckHook = pyPackage "pytest-check-hook";
 
