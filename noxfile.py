@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 
 
 #: The only torch here is a local CPU wheel; elsewhere choose a CPU wheel with
-#: `pip install torch --index-url https://download.pytorch.org/whl/cpu` (docs/sessions.md).
+#: `pip install torch --index-url https://download.pytorch.org/whl/cpu` (README, "Installing a CPU torch elsewhere").
 TORCH = "torch==2.13.0"
 
 

@@ -434,7 +434,7 @@ class EtcdCluster:
             # awaited together. A new member first asks every peer whether it already belongs to
             # a cluster, with a 1 s timeout; a peer whose port is bound but not yet served holds
             # that question the whole second. Launched all at once, 3 members stalled 1-2 s in
-            # 16 of 30 starts here (median 1.1 s); launched this way, none of 30 (see docs/cluster.md).
+            # 16 of 30 starts here (median 1.1 s); launched this way, none of 30 (README: "Two design decisions").
             for index, member in enumerate(members):
                 member.launch()
                 if index < len(members) - 1:

@@ -16,7 +16,7 @@ SINGLE_MEMBER_TIMERS = (10, 50)
 #: 50 / 100 / 250 / 500 / 1000 ms), and none of these had a spurious election in 20-30 s
 #: under 12 busy loops or 4 loops of torch import + matmul. 100 ms keeps a 10x margin over
 #: the heartbeat (etcd's tuning guide) and room for a 100 ms stall on a loaded CI runner;
-#: 50 ms would leave none. Figures and commands: docs/cluster.md.
+#: 50 ms would leave none. Figures and commands: the README, "Two design decisions".
 CLUSTER_TIMERS = (10, 100)
 
 

@@ -8,7 +8,7 @@ These always start a local cluster, also when an existing cluster is configured
 (``--etcd-endpoints`` / ``$ETCD_ENV_ENDPOINTS``): a cluster fixture exists for its
 fault controls (kill, pause, restart a member), and those cannot act on someone
 else's cluster. The default scope is the test, because a fault test leaves its
-cluster changed; a 3-member cluster starts in about 160 ms (docs/cluster.md).
+cluster changed; a 3-member cluster starts in about 160 ms (README, "A local cluster").
 The binary and host follow the plugin's ``--etcd-binary`` / ``--etcd-host``.
 """
 

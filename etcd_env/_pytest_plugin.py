@@ -13,7 +13,7 @@ fixtures:
 
 Under pytest-xdist each worker is its own session, so it gets its own server
 (about 60 ms to start); with ``ETCD_ENV_ENDPOINTS`` set all workers share one,
-kept apart by ``etcd_namespace``'s per-worker prefixes. docs/sessions.md has
+kept apart by ``etcd_namespace``'s per-worker prefixes. The README ("pytest-xdist") has
 the measurements behind that choice.
 """
 
