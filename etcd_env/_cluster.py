@@ -19,14 +19,14 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ._binary import EtcdBinary, check_binary, resolve_binary
 from ._command import CLUSTER_TIMERS, MemberCommand
 from ._environ import endpoint_environment
 from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
+from ._http import connect
+from ._lifecycle import StartStopContext
 from ._member import MemberProcess, start_error_mentions_port_clash
 from ._paths import servers_dir
 from ._ports import PortReservation, reserve_port
@@ -62,7 +62,7 @@ class MemberInfo:
     log_path: Path
 
 
-class EtcdCluster:
+class EtcdCluster(StartStopContext):
     """A local etcd cluster of ``members`` members (default 3), every port reserved.
 
     ``start()`` launches all members at once and returns when every member is
@@ -326,18 +326,6 @@ class EtcdCluster:
             for index, process in enumerate(self._members)
         )
 
-    def __enter__(self) -> EtcdCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = f"serving {','.join(self.client_urls)}" if self._members else "stopped"
         return f"<EtcdCluster of {self._size} {state}>"
@@ -484,15 +472,9 @@ def _named(error: EtcdStartError, index: int, name: str) -> EtcdStartError:
 
 def _wait_peer_served(member: MemberProcess, context: ssl.SSLContext | None, deadline: float) -> None:
     """Return once ``member`` answers HTTP on its peer port, or once it exited (the readiness wait says why)."""
-    parts = urlsplit(member.command.peer_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 2380
     while member.running and time.monotonic() < deadline:
         remaining = max(0.01, deadline - time.monotonic())
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(host, port, timeout=remaining, context=context)
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=remaining)
+        connection = connect(member.command.peer_url, timeout=remaining, ssl_context=context)
         try:
             connection.request("GET", "/version")
             connection.getresponse().read()

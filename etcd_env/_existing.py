@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._environ import ENDPOINTS_VAR, endpoint_environment
 from ._errors import ClusterUnavailableError, ForeignListenerError
+from ._lifecycle import StartStopContext
 from ._readiness import HttpHealthCheck
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def parse_endpoints(raw: str | Sequence[str]) -> list[str]:
     return urls
 
 
-class ExistingCluster:
+class ExistingCluster(StartStopContext):
     """An already running etcd (one member or several), with :class:`EtcdServer`'s accessors.
 
     ``start()`` only checks that every endpoint answers ``GET /health`` as healthy;
@@ -124,18 +124,6 @@ class ExistingCluster:
     @property
     def running(self) -> bool:
         return bool(self._urls)
-
-    def __enter__(self) -> ExistingCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- accessors, as on EtcdServer ---------------------------------------------------
 

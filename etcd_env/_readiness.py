@@ -15,11 +15,11 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from ._errors import EtcdStartError, EtcdStartTimeout, ForeignListenerError
+from ._http import connect
 
 
 class ReadinessCheck(Protocol):
@@ -36,20 +36,9 @@ class HttpHealthCheck:
     v2: bool = True
     ssl_context: ssl.SSLContext | None = None
     interval: float = 0.002
-    _host: str = field(init=False)
-    _port: int = field(init=False)
-    _https: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.client_url)
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 2379
-        self._https = parts.scheme == "https"
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self.ssl_context)
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        return connect(self.client_url, timeout=timeout, ssl_context=self.ssl_context)
 
     def _request(self, method: str, path: str, timeout: float, body: bytes | None = None) -> tuple[int, bytes]:
         connection = self._connection(timeout)

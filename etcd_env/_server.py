@@ -9,13 +9,13 @@ import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._binary import EtcdBinary, check_binary, resolve_binary
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand
 from ._environ import endpoint_environment
 from ._errors import EtcdStartError
+from ._lifecycle import StartStopContext
 from ._member import MemberProcess, start_error_mentions_port_clash
 from ._paths import servers_dir, writable_dir
 from ._ports import PortReservation, reserve_port, reserve_specific_port
@@ -34,7 +34,7 @@ def new_member_name(prefix: str = "etcd-env") -> str:
     return f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-class EtcdServer:
+class EtcdServer(StartStopContext):
     """A local single-member etcd on free ports, started in tens of milliseconds.
 
     The reference's API is kept (``EtcdServer(data_dir)``, ``start(timeout,
@@ -182,18 +182,6 @@ class EtcdServer:
         if self._client_tls is not None:
             environment.update(self._client_tls.environment())
         return environment
-
-    def __enter__(self) -> EtcdServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"serving {self.client_url}" if self._member is not None else "stopped"

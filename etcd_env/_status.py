@@ -11,7 +11,8 @@ import http.client
 import json
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+
+from ._http import connect
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,7 @@ class MemberStatus:
 
 def member_status(client_url: str, *, timeout: float, ssl_context: ssl.SSLContext | None = None) -> MemberStatus:
     """The status of the member at ``client_url``; raises ``OSError`` if it cannot answer in ``timeout``."""
-    parts = urlsplit(client_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 2379
-    connection: http.client.HTTPConnection
-    if parts.scheme == "https":
-        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl_context)
-    else:
-        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    connection = connect(client_url, timeout=timeout, ssl_context=ssl_context)
     try:
         connection.request("POST", "/v3/maintenance/status", body=b"{}")
         response = connection.getresponse()
