@@ -9,15 +9,22 @@ export), so a nested pytest or nox run reuses its parent's server.
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._environ import ENDPOINTS_VAR, endpoint_environment
+from ._environ import (
+    ENDPOINTS_VAR,
+    ETCDCTL_CACERT_VAR,
+    ETCDCTL_CERT_VAR,
+    ETCDCTL_KEY_VAR,
+    endpoint_environment,
+)
 from ._errors import ClusterUnavailableError, ForeignListenerError
 from ._lifecycle import StartStopContext
 from ._readiness import HttpHealthCheck
+from ._tls import ClientTls
 
 if TYPE_CHECKING:
     import etcd
@@ -59,12 +66,13 @@ class ExistingCluster(StartStopContext):
         self,
         endpoints: str | Sequence[str] | None = None,
         *,
-        ssl_context: ssl.SSLContext | None = None,
+        tls: ClientTls | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._endpoints_arg = endpoints
         self._environ = environ
-        self._ssl_context = ssl_context
+        self._tls_arg = tls
+        self._tls: ClientTls | None = None
         self._urls: list[str] = []
 
     @classmethod
@@ -82,6 +90,19 @@ class ExistingCluster(StartStopContext):
             raise ValueError(f"no etcd endpoints given: pass some, or set {ENDPOINTS_VAR}=http://HOST:PORT[,...]")
         return parse_endpoints(raw)
 
+    def _configured_tls(self) -> ClientTls | None:
+        """etcdctl's variables, as ``etcd-env run --tls`` exports them for a nested run."""
+        env = os.environ if self._environ is None else self._environ
+        paths = [env.get(var, "") for var in (ETCDCTL_CACERT_VAR, ETCDCTL_CERT_VAR, ETCDCTL_KEY_VAR)]
+        if not any(paths):
+            return None
+        if not all(paths):
+            raise ValueError(
+                f"{ETCDCTL_CACERT_VAR}, {ETCDCTL_CERT_VAR} and {ETCDCTL_KEY_VAR} go together: "
+                "set all three for a TLS cluster, or none"
+            )
+        return ClientTls(Path(paths[0]), Path(paths[1]), Path(paths[2]))
+
     # -- lifecycle: check and forget -------------------------------------------------
 
     def start(self, timeout: float = 5.0, num_retries: int = 1, stderr: object = None) -> None:
@@ -91,6 +112,7 @@ class ExistingCluster(StartStopContext):
         nothing is spawned, so there is nothing to retry or to redirect.
         """
         urls = self._configured_urls()
+        self._tls = self._tls_arg or self._configured_tls()
         problems: list[str] = []
         for url in urls:
             problem = self._problem(url, timeout)
@@ -106,7 +128,8 @@ class ExistingCluster(StartStopContext):
         self._urls = urls
 
     def _problem(self, url: str, timeout: float) -> str:
-        check = HttpHealthCheck(url, member_name="", ssl_context=self._ssl_context)
+        context = self._tls.ssl_context() if self._tls is not None else None
+        check = HttpHealthCheck(url, member_name="", ssl_context=context)
         try:
             healthy = check.healthy_once(timeout)
         except ForeignListenerError as error:
@@ -163,6 +186,8 @@ class ExistingCluster(StartStopContext):
             "read_timeout": 10,
             "allow_reconnect": len(hosts) > 1,
         }
+        if self._tls is not None:
+            options.update(self._tls.client_options())
         options.update(kwargs)
         return etcd.Client(**options)
 
@@ -170,8 +195,15 @@ class ExistingCluster(StartStopContext):
         """Empty: an existing cluster's log is wherever its owner keeps it."""
         return ""
 
+    @property
+    def tls(self) -> ClientTls | None:
+        return self._tls
+
     def environment(self) -> dict[str, str]:
-        return endpoint_environment(self.client_urls)
+        environment = endpoint_environment(self.client_urls)
+        if self._tls is not None:
+            environment.update(self._tls.environment())
+        return environment
 
     def __repr__(self) -> str:
         state = f"using {','.join(self._urls)}" if self._urls else "not checked"

@@ -14,7 +14,7 @@ import etcd
 import pytest
 
 import etcd_env
-from etcd_env import EtcdCluster, EtcdEnvError, EtcdServer
+from etcd_env import EtcdCluster, EtcdEnvError, EtcdServer, ExistingCluster
 from tests.conftest import server_dirs
 
 pytest.importorskip("trustme", reason="trustme is absent: pip install 'etcd-env[tls]' (tests/test_tls.py needs it)")
@@ -141,3 +141,18 @@ def test_run_tls_exports_certificates(state_dir, tmp_path):
     urls, exists = done.stdout.split()
     assert urls.count("https://") == 3 and exists == "True"
     assert server_dirs(state_dir) == []
+
+
+def test_existing_cluster_over_tls_from_etcdctl_variables(state_dir, monkeypatch):
+    # What a command nested in `etcd-env run --tls` sees: https endpoints plus etcdctl's TLS variables.
+    with EtcdServer(tls=True) as server:
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
+        with ExistingCluster() as existing:
+            assert existing.client_url.startswith("https://")
+            existing.get_client().write("/tls-existing", "ok")
+            assert server.get_client().read("/tls-existing").value == "ok"
+            assert existing.environment()["ETCDCTL_CACERT"] == str(server.tls.ca)
+        monkeypatch.delenv("ETCDCTL_KEY")
+        with pytest.raises(ValueError, match="go together"):
+            ExistingCluster().start()
