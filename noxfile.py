@@ -30,7 +30,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
-    session.install("-e", ".[tls]", "ruff", "mypy")  # [tls]: mypy checks _tls.py against trustme
+    # mypy checks _tls.py against trustme and the plugins against pytest and nox ([test] has all three).
+    session.install("-e", ".[test]", "ruff", "mypy")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
