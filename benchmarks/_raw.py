@@ -49,15 +49,7 @@ def healthy(port: int, timeout: float = 5.0) -> bool:
 def raw_command(binary: EtcdBinary, data_dir: Path, client_port: int, peer_port: int, name: str) -> list[str]:
     client_url = f"http://127.0.0.1:{client_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"
-    return MemberCommand(
-        binary=binary,
-        name=name,
-        data_dir=data_dir,
-        client_url=client_url,
-        peer_url=peer_url,
-        initial_cluster=f"{name}={peer_url}",
-        cluster_token=name,
-    ).argv()
+    return MemberCommand.single_member(binary, name, data_dir, client_url, peer_url).argv()
 
 
 def start_raw(binary: EtcdBinary, parent: Path | None = None, *, timeout: float = 30.0) -> RawEtcd:

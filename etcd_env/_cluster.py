@@ -21,18 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._binary import EtcdBinary, check_binary, resolve_binary
+from ._binary import EtcdBinary
 from ._command import CLUSTER_TIMERS, MemberCommand
 from ._environ import endpoint_environment
 from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
 from ._http import connect
 from ._lifecycle import StartStopContext
-from ._member import MemberProcess, start_error_mentions_port_clash
+from ._member import MemberProcess, binary_for_start, retry_on_port_clash
 from ._paths import servers_dir
 from ._ports import PortReservation, reserve_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck
-from ._registry import ServerRecord, reap
+from ._registry import ServerRecord
 from ._server import new_member_name
 from ._status import member_status
 from ._tls import ClientTls, TlsMaterial, generate_tls
@@ -111,22 +111,10 @@ class EtcdCluster(StartStopContext):
         if self._members:
             raise RuntimeError("this EtcdCluster is already started; stop() it first")
         deadline = time.monotonic() + timeout
-        binary = resolve_binary(self._binary_arg)
-        check_binary(binary, needs_v2=self._enable_v2)
-        self._binary = binary
-        reap()
+        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2)
         material = generate_tls(self._host) if self._tls_enabled else None
-        attempts = max(1, num_retries)
-        for attempt in range(1, attempts + 1):
-            try:
-                self._start_once(binary, material, deadline, stderr)
-            except EtcdStartError as error:
-                if attempt < attempts and start_error_mentions_port_clash(error):
-                    logger.warning("an etcd member lost a port to another program; retrying on fresh ports")
-                    continue
-                raise
-            atexit.register(self.stop)
-            return
+        retry_on_port_clash(lambda: self._start_once(binary, material, deadline, stderr), num_retries)
+        atexit.register(self.stop)
 
     def stop(self) -> None:
         """Stop every member, remove everything the cluster created, release its ports. Safe to call twice."""

@@ -43,6 +43,36 @@ class MemberCommand:
     tls: TlsFiles | None = None
     extra_args: Sequence[str] = field(default_factory=tuple)
 
+    @classmethod
+    def single_member(
+        cls,
+        binary: EtcdBinary,
+        name: str,
+        data_dir: Path,
+        client_url: str,
+        peer_url: str,
+        *,
+        timers: tuple[int, int] = SINGLE_MEMBER_TIMERS,
+        enable_v2: bool = True,
+        tls: TlsFiles | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> MemberCommand:
+        """A cluster of one: it is its own initial cluster, and its unique name is the token."""
+        return cls(
+            binary=binary,
+            name=name,
+            data_dir=data_dir,
+            client_url=client_url,
+            peer_url=peer_url,
+            initial_cluster=f"{name}={peer_url}",
+            cluster_token=name,
+            heartbeat_ms=timers[0],
+            election_ms=timers[1],
+            enable_v2=enable_v2,
+            tls=tls,
+            extra_args=extra_args,
+        )
+
     def argv(self) -> list[str]:
         argv = [
             self.binary.path,

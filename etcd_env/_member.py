@@ -6,19 +6,24 @@ owns nothing it did not create: ports are reserved and released by the caller.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._binary import EtcdBinary, check_binary, resolve_binary
 from ._command import MemberCommand
 from ._errors import EtcdStartError
 from ._process import StdStream, log_tail, spawn, terminate, wait_exit
 from ._readiness import ReadinessCheck
-from ._registry import ServerRecord
+from ._registry import ServerRecord, reap
+
+logger = logging.getLogger("etcd_env")
 
 _WATCHDOG = str(Path(__file__).with_name("_watchdog.py"))
 
@@ -141,5 +146,31 @@ class MemberProcess:
         self._close_watchdog(stopped_cleanly=True)
 
 
+def binary_for_start(binary_arg: str | os.PathLike[str] | None, *, needs_v2: bool) -> EtcdBinary:
+    """The first steps of every start: the checked binary, after reclaiming what dead owners left."""
+    binary = resolve_binary(binary_arg)
+    check_binary(binary, needs_v2=needs_v2)
+    reap()
+    return binary
+
+
 def start_error_mentions_port_clash(error: EtcdStartError) -> bool:
     return "address already in use" in error.log_tail
+
+
+def retry_on_port_clash(start_once: Callable[[], None], num_retries: int, *, fresh_ports: bool = True) -> None:
+    """Run ``start_once`` up to ``num_retries`` times, again only if etcd lost a port to another program.
+
+    Any other failure is raised at once: retrying a missing binary or a bad flag only
+    hides the cause (the reference retried every exception).
+    """
+    attempts = max(1, num_retries)
+    for attempt in range(1, attempts + 1):
+        try:
+            start_once()
+        except EtcdStartError as error:
+            if attempt < attempts and fresh_ports and start_error_mentions_port_clash(error):
+                logger.warning("etcd lost a port to another program; retrying on fresh ports")
+                continue
+            raise
+        return

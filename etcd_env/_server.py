@@ -11,17 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._binary import EtcdBinary, check_binary, resolve_binary
+from ._binary import EtcdBinary
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand
 from ._environ import endpoint_environment
-from ._errors import EtcdStartError
 from ._lifecycle import StartStopContext
-from ._member import MemberProcess, start_error_mentions_port_clash
+from ._member import MemberProcess, binary_for_start, retry_on_port_clash
 from ._paths import servers_dir, writable_dir
 from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck
-from ._registry import ServerRecord, reap
+from ._registry import ServerRecord
 from ._tls import ClientTls, TlsMaterial, generate_tls
 
 if TYPE_CHECKING:
@@ -83,23 +82,13 @@ class EtcdServer(StartStopContext):
         if self._member is not None:
             raise RuntimeError("this EtcdServer is already started; stop() it first")
         deadline = time.monotonic() + timeout
-        binary = resolve_binary(self._binary_arg)
-        check_binary(binary, needs_v2=self._enable_v2)
-        self._binary = binary
-        reap()
+        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2)
         material = generate_tls(self._host) if self._tls_enabled else None
-        attempts = max(1, num_retries)
-        for attempt in range(1, attempts + 1):
-            try:
-                self._start_once(binary, deadline, stderr, material)
-            except EtcdStartError as error:
-                explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
-                if attempt < attempts and not explicit_ports and start_error_mentions_port_clash(error):
-                    logger.warning("etcd lost a port to another program; retrying on fresh ports")
-                    continue
-                raise
-            atexit.register(self.stop)
-            return
+        explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
+        retry_on_port_clash(
+            lambda: self._start_once(binary, deadline, stderr, material), num_retries, fresh_ports=not explicit_ports
+        )
+        atexit.register(self.stop)
 
     def stop(self) -> None:
         """Stop etcd, release its ports, remove what etcd_env created. Safe to call twice."""
@@ -227,16 +216,13 @@ class EtcdServer(StartStopContext):
             client_url = f"{self._scheme}://{self._url_host}:{client.port}"
             peer_url = f"{self._scheme}://{self._url_host}:{peer.port}"
             written = material.write(record.root) if material is not None else None
-            command = MemberCommand(
-                binary=binary,
-                name=name,
-                data_dir=data_dir,
-                client_url=client_url,
-                peer_url=peer_url,
-                initial_cluster=f"{name}={peer_url}",
-                cluster_token=name,
-                heartbeat_ms=self._timers[0],
-                election_ms=self._timers[1],
+            command = MemberCommand.single_member(
+                binary,
+                name,
+                data_dir,
+                client_url,
+                peer_url,
+                timers=self._timers,
                 enable_v2=self._enable_v2,
                 tls=written.server if written is not None else None,
                 extra_args=self._extra_args,
