@@ -17,7 +17,8 @@ from etcd_env._process import pid_alive
 REPO = Path(__file__).resolve().parent.parent
 
 # pytester runs inner pytest sessions for the plugin's own tests (tests/test_pytest_plugin.py).
-pytest_plugins = ["pytester"]
+# The plugin is listed as well as installed: in `nix develop` the checkout is on PYTHONPATH with no entry point.
+pytest_plugins = ["pytester", "etcd_env._pytest_plugin"]
 
 
 @pytest.fixture
