@@ -16,8 +16,9 @@ from types import FrameType
 from . import _shell
 from ._binary import pin_report, resolve_binary
 from ._cluster import EtcdCluster
-from ._environ import endpoint_environment
+from ._environ import ENDPOINTS_VAR, endpoint_environment
 from ._errors import EtcdEnvError
+from ._existing import ExistingCluster
 from ._registry import find_leftovers, live_servers, reap
 from ._server import EtcdServer
 
@@ -82,7 +83,10 @@ def _run(args: argparse.Namespace) -> int:
     if not command:
         print("etcd-env run: give a command after --, e.g. etcd-env run -- pytest", file=sys.stderr)
         return 2
-    server: EtcdServer | EtcdCluster
+    server: EtcdServer | EtcdCluster | ExistingCluster
+    endpoints = args.endpoints or os.environ.get(ENDPOINTS_VAR, "").strip() or None
+    if endpoints is not None:
+        return _run_on_existing(args, endpoints, command)
     if args.members < 1:
         print(f"etcd-env run: --members must be 1 or more, not {args.members}", file=sys.stderr)
         return 2
@@ -102,6 +106,40 @@ def _run(args: argparse.Namespace) -> int:
         return run_command(command, server.environment())
     finally:
         server.stop()
+
+
+def _run_on_existing(args: argparse.Namespace, endpoints: str, command: list[str]) -> int:
+    """Nothing is started: the command gets the existing cluster's variables, after a health check."""
+    shaping = [
+        flag
+        for flag, given in (
+            ("--members", args.members != 1),
+            ("--port", args.port is not None),
+            ("--tls", args.tls),
+            ("--binary", args.binary is not None),
+        )
+        if given
+    ]
+    if shaping:
+        source = "--endpoints" if args.endpoints else f"${ENDPOINTS_VAR}"
+        undo = "drop --endpoints" if args.endpoints else f"unset {ENDPOINTS_VAR}"
+        print(
+            f"etcd-env run: {source} names an existing cluster, so nothing is started, but "
+            f"{', '.join(shaping)} describe a server to start. Drop {', '.join(shaping)} to use the "
+            f"existing cluster, or {undo} to start a new one.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        existing = ExistingCluster(endpoints)
+        existing.start()
+    except ValueError as error:  # a malformed URL list: the user's input, said plainly
+        print(f"etcd-env run: {error}", file=sys.stderr)
+        return 2
+    try:
+        return run_command(command, existing.environment())
+    finally:
+        existing.stop()
 
 
 def _reap(args: argparse.Namespace) -> int:
@@ -191,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--members", type=int, default=1, help="start a local cluster of N members (default 1); all are exported"
     )
     run.add_argument("--tls", action="store_true", help="serve https with a throwaway CA; ETCDCTL_CACERT etc. exported")
+    run.add_argument(
+        "--endpoints",
+        help=f"use this existing cluster (comma-separated client URLs; default ${ENDPOINTS_VAR}): nothing is started",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     run.set_defaults(handler=_run)
 

@@ -26,6 +26,8 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     """A private etcd_env state dir for one test, so its leftovers can be counted exactly."""
     path = tmp_path / "state"
     monkeypatch.setenv("ETCD_ENV_STATE_DIR", str(path))
+    # Hermetic even when the whole suite runs under `etcd-env run` (which exports an existing server).
+    monkeypatch.delenv("ETCD_ENV_ENDPOINTS", raising=False)
     yield path
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from etcd_env import resolve_binary
+from etcd_env import EtcdServer, reserve_port, resolve_binary
 from etcd_env._process import pid_alive
 
 from .conftest import REPO, server_dirs, wait_until
@@ -106,3 +106,27 @@ def test_run_with_an_unknown_command(state_dir: Path) -> None:
 def test_run_without_a_command(state_dir: Path) -> None:
     done = etcd_env_cli("run")
     assert done.returncode == 2 and "give a command" in done.stderr
+
+
+def test_run_uses_an_existing_cluster_and_starts_nothing(state_dir: Path) -> None:
+    with EtcdServer() as existing:
+        before = server_dirs(state_dir)
+        code = "import os; print(os.environ['ETCD_ENV_ENDPOINT'])"
+        done = etcd_env_cli("run", "--", sys.executable, "-c", code, env={"ETCD_ENV_ENDPOINTS": existing.client_url})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == existing.get_endpoint()
+        by_option = etcd_env_cli("run", "--endpoints", existing.client_url, "--", sys.executable, "-c", code)
+        assert by_option.stdout.strip() == existing.get_endpoint()
+        assert server_dirs(state_dir) == before, "nothing may be started for an existing cluster"
+        clash = etcd_env_cli("run", "--members", "3", "--", "true", env={"ETCD_ENV_ENDPOINTS": existing.client_url})
+        assert clash.returncode == 2
+        assert "$ETCD_ENV_ENDPOINTS names an existing cluster" in clash.stderr and "--members" in clash.stderr
+
+
+def test_run_on_an_unreachable_existing_cluster(state_dir: Path) -> None:
+    with reserve_port() as nobody_listens:
+        done = etcd_env_cli("run", "--endpoints", f"http://127.0.0.1:{nobody_listens.port}", "--", "true")
+    assert done.returncode == 1
+    assert "not usable" in done.stderr and "ETCD_ENV_ENDPOINTS" in done.stderr
+    bad = etcd_env_cli("run", "--endpoints", "ftp://x", "--", "true")
+    assert bad.returncode == 2 and "not an etcd client URL" in bad.stderr
