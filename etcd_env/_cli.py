@@ -83,10 +83,21 @@ def _run(args: argparse.Namespace) -> int:
     if not command:
         print("etcd-env run: give a command after --, e.g. etcd-env run -- pytest", file=sys.stderr)
         return 2
-    server: EtcdServer | EtcdCluster | ExistingCluster
-    endpoints = args.endpoints or os.environ.get(ENDPOINTS_VAR, "").strip() or None
-    if endpoints is not None:
-        return _run_on_existing(args, endpoints, command)
+    server: EtcdServer | EtcdCluster
+    shaping = _server_shaping_options(args)
+    if args.endpoints:
+        return _run_on_existing(args.endpoints, shaping, command)
+    inherited = os.environ.get(ENDPOINTS_VAR, "").strip()
+    if inherited and not shaping:
+        return _run_on_existing(inherited, shaping, command)
+    if inherited:
+        # Options given on this command line are more deliberate than a variable inherited from
+        # a surrounding `etcd-env run` or nox session: start what they describe, and say so.
+        print(
+            f"etcd-env run: {', '.join(shaping)} given: starting a new server; "
+            f"${ENDPOINTS_VAR} (an existing cluster) is not used for this command",
+            file=sys.stderr,
+        )
     if args.members < 1:
         print(f"etcd-env run: --members must be 1 or more, not {args.members}", file=sys.stderr)
         return 2
@@ -108,25 +119,24 @@ def _run(args: argparse.Namespace) -> int:
         server.stop()
 
 
-def _run_on_existing(args: argparse.Namespace, endpoints: str, command: list[str]) -> int:
+def _server_shaping_options(args: argparse.Namespace) -> list[str]:
+    """The options of `run` that describe a server to start."""
+    given = (
+        ("--members", args.members != 1),
+        ("--port", args.port is not None),
+        ("--tls", args.tls),
+        ("--binary", args.binary is not None),
+    )
+    return [flag for flag, present in given if present]
+
+
+def _run_on_existing(endpoints: str, shaping: list[str], command: list[str]) -> int:
     """Nothing is started: the command gets the existing cluster's variables, after a health check."""
-    shaping = [
-        flag
-        for flag, given in (
-            ("--members", args.members != 1),
-            ("--port", args.port is not None),
-            ("--tls", args.tls),
-            ("--binary", args.binary is not None),
-        )
-        if given
-    ]
     if shaping:
-        source = "--endpoints" if args.endpoints else f"${ENDPOINTS_VAR}"
-        undo = "drop --endpoints" if args.endpoints else f"unset {ENDPOINTS_VAR}"
         print(
-            f"etcd-env run: {source} names an existing cluster, so nothing is started, but "
+            f"etcd-env run: --endpoints names an existing cluster, so nothing is started, but "
             f"{', '.join(shaping)} describe a server to start. Drop {', '.join(shaping)} to use the "
-            f"existing cluster, or {undo} to start a new one.",
+            "existing cluster, or drop --endpoints to start a new one.",
             file=sys.stderr,
         )
         return 2

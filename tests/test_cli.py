@@ -118,9 +118,17 @@ def test_run_uses_an_existing_cluster_and_starts_nothing(state_dir: Path) -> Non
         by_option = etcd_env_cli("run", "--endpoints", existing.client_url, "--", sys.executable, "-c", code)
         assert by_option.stdout.strip() == existing.get_endpoint()
         assert server_dirs(state_dir) == before, "nothing may be started for an existing cluster"
-        clash = etcd_env_cli("run", "--members", "3", "--", "true", env={"ETCD_ENV_ENDPOINTS": existing.client_url})
+        clash = etcd_env_cli("run", "--endpoints", existing.client_url, "--members", "3", "--", "true")
         assert clash.returncode == 2
-        assert "$ETCD_ENV_ENDPOINTS names an existing cluster" in clash.stderr and "--members" in clash.stderr
+        assert "--endpoints names an existing cluster" in clash.stderr and "--members" in clash.stderr
+        # Options on the command line beat a variable inherited from a surrounding run or session.
+        count = "import os; print(len(os.environ['ETCDCTL_ENDPOINTS'].split(',')))"
+        own = etcd_env_cli(
+            "run", "--members", "3", "--", sys.executable, "-c", count, env={"ETCD_ENV_ENDPOINTS": existing.client_url}
+        )
+        assert own.returncode == 0, own.stderr
+        assert own.stdout.strip() == "3"
+        assert "starting a new server" in own.stderr
 
 
 def test_run_on_an_unreachable_existing_cluster(state_dir: Path) -> None:
