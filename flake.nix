@@ -107,6 +107,9 @@
             ps.filelock
             ps.nox
             ps.pytest
+            # What the suite itself uses, so `pytest` runs in the shell as well as `nox -s tests`.
+            ps.pytest-xdist
+            ps.trustme
           ]);
         in
         {
