@@ -162,6 +162,15 @@ class EtcdServer(StartStopContext):
     def name(self) -> str | None:
         return self._member.command.name if self._member is not None else None
 
+    @property
+    def peer_url(self) -> str | None:
+        return self._member.command.peer_url if self._member is not None else None
+
+    @property
+    def argv(self) -> list[str]:
+        """The etcd command line this server runs ([] when stopped): what to paste to reproduce it."""
+        return self._member.command.argv() if self._member is not None else []
+
     def log_tail(self, lines: int = 25) -> str:
         return self._member.log_tail(lines) if self._member is not None else ""
 

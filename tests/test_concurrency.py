@@ -26,8 +26,7 @@ def _start_one(start: object, done: object, queue: multiprocessing.Queue) -> Non
             return
         try:
             server.get_client().write(f"/who/{server.get_port()}", str(server.pid))
-            argv = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
-            peer = argv[argv.index(b"--listen-peer-urls") + 1].decode().rsplit(":", 1)[1]
+            peer = str(server.peer_url).rsplit(":", 1)[1]
             queue.put(json.dumps({"client": server.get_port(), "peer": int(peer), "warnings": len(caught)}))
             done.wait()  # type: ignore[attr-defined]
         finally:
