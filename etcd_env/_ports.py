@@ -10,7 +10,6 @@ outside the kernel's ephemeral range, so that no outgoing connection or
 
 from __future__ import annotations
 
-import inspect
 import os
 import random
 import socket
@@ -21,18 +20,13 @@ from filelock import Timeout, UnixFileLock
 
 from ._environ import PORT_RANGE_VAR
 from ._errors import PortBusyError, PortExhaustedError
+from ._locks import kernel_lock
 from ._paths import ports_dir
 
 _EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LINUX_DEFAULT_EPHEMERAL = (32768, 60999)
 _LOWEST_PORT = 10000
 _ATTEMPTS = 256
-
-# filelock >= 3.16 can silently fall back to a marker-file "soft" lock where flock is
-# missing; a soft lock is not released by the kernel when its holder dies, so refuse it.
-_LOCK_OPTIONS: dict[str, object] = {"thread_local": False}
-if "fallback_to_soft" in inspect.signature(UnixFileLock.__init__).parameters:
-    _LOCK_OPTIONS["fallback_to_soft"] = False
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -92,7 +86,7 @@ class PortReservation:
 
 
 def _lock_for(port: int, lock_dir: Path) -> UnixFileLock:
-    return UnixFileLock(str(lock_dir / f"port-{port}.lock"), timeout=0, **_LOCK_OPTIONS)  # type: ignore[arg-type]
+    return kernel_lock(lock_dir / f"port-{port}.lock")
 
 
 def _bindable(host: str, port: int) -> bool:

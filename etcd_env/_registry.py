@@ -21,15 +21,12 @@ from typing import Any
 
 from filelock import Timeout, UnixFileLock
 
+from ._locks import kernel_lock
 from ._paths import private_dir, servers_dir
 from ._process import command_line, pid_alive, wait_gone
 
 INFO_FILE = "info.json"
 LOG_FILE = "etcd.log"
-
-
-def _lock(path: Path) -> UnixFileLock:
-    return UnixFileLock(str(path), timeout=0, thread_local=False)
 
 
 class ServerRecord:
@@ -43,7 +40,7 @@ class ServerRecord:
     @classmethod
     def create(cls, name: str, directory: Path | None = None) -> ServerRecord:
         parent = directory or servers_dir()
-        lock = _lock(parent / f"{name}.lock")
+        lock = kernel_lock(parent / f"{name}.lock")
         try:
             # A reaper may hold a fresh name's lock for a moment while it looks; wait that out.
             lock.acquire(timeout=2.0)
@@ -156,7 +153,7 @@ def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> li
                 continue
         except OSError:
             continue
-        lock = _lock(lock_path)
+        lock = kernel_lock(lock_path)
         try:
             lock.acquire()
         except Timeout:
@@ -176,7 +173,7 @@ def reap(directory: Path | None = None) -> list[Leftover]:
     parent = directory or servers_dir()
     reclaimed: list[Leftover] = []
     for leftover in find_leftovers(parent):
-        lock = _lock(parent / f"{leftover.name}.lock")
+        lock = kernel_lock(parent / f"{leftover.name}.lock")
         try:
             lock.acquire()
         except Timeout:
@@ -204,7 +201,7 @@ def live_servers(directory: Path | None = None) -> list[dict[str, Any]]:
         root = parent / name
         if not root.is_dir():
             continue
-        lock = _lock(parent / f"{name}.lock")
+        lock = kernel_lock(parent / f"{name}.lock")
         try:
             lock.acquire()
         except Timeout:

@@ -27,6 +27,7 @@ from filelock import UnixFileLock
 
 from ._environ import endpoint_environment
 from ._errors import EtcdStartError
+from ._locks import kernel_lock
 from ._paths import private_dir, state_root
 from ._process import command_line, log_tail, pid_alive, wait_gone
 from ._server import EtcdServer
@@ -62,7 +63,7 @@ class ShellState:
 
 
 def _lock(directory: Path) -> UnixFileLock:
-    return UnixFileLock(str(directory / "shell.lock"), timeout=30, thread_local=False)
+    return kernel_lock(directory / "shell.lock", timeout=30)
 
 
 def _supervisor_alive(pid: int) -> bool:

@@ -12,7 +12,8 @@ import pytest
 from filelock import UnixFileLock
 
 from etcd_env import PortBusyError, reserve_port, reserve_specific_port
-from etcd_env._ports import _LOCK_OPTIONS, candidate_ports, ephemeral_range, port_is_reserved
+from etcd_env._locks import LOCK_OPTIONS, kernel_lock
+from etcd_env._ports import candidate_ports, ephemeral_range, port_is_reserved
 
 from .conftest import run_python, wait_until
 
@@ -31,9 +32,10 @@ def test_lock_dir_is_private(state_dir: Path) -> None:
         assert state_dir.stat().st_mode & 0o777 == 0o700
 
 
-def test_soft_lock_fallback_is_refused() -> None:
+def test_soft_lock_fallback_is_refused(tmp_path: Path) -> None:
     if "fallback_to_soft" in inspect.signature(UnixFileLock.__init__).parameters:
-        assert _LOCK_OPTIONS["fallback_to_soft"] is False
+        assert LOCK_OPTIONS["fallback_to_soft"] is False
+        assert kernel_lock(tmp_path / "x.lock").fallback_to_soft is False
 
 
 def test_a_reservation_excludes_other_processes_until_released(state_dir: Path) -> None:
