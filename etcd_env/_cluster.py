@@ -20,10 +20,11 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._binary import EtcdBinary
+from ._client import client_environment, python_etcd_client
 from ._command import CLUSTER_TIMERS, MemberCommand
-from ._environ import endpoint_environment
 from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
 from ._http import connect
 from ._lifecycle import StartStopContext
@@ -98,7 +99,6 @@ class EtcdCluster(StartStopContext):
         self._paused: set[int] = set()
         self._client_tls: list[ClientTls] = []
         self._ssl_contexts: list[ssl.SSLContext] = []
-        self._client_ports: list[int] = []
         self._reservations: list[PortReservation] = []
 
     # -- lifecycle -------------------------------------------------------------------
@@ -129,7 +129,7 @@ class EtcdCluster(StartStopContext):
             for member in members:
                 member.discard(self._stop_grace)
         finally:
-            self._client_tls, self._ssl_contexts, self._client_ports = [], [], []
+            self._client_tls, self._ssl_contexts = [], []
             self._release_ports()
             atexit.unregister(self.stop)
 
@@ -236,36 +236,21 @@ class EtcdCluster(StartStopContext):
 
     def get_client(self, **kwargs: Any) -> etcd.Client:
         """A python-etcd v2 client that knows every member and moves on when one is down."""
-        import etcd  # noqa: PLC0415 - python-etcd pulls in urllib3: keep it off the start path
-
-        self._require_started()
-        hosts = tuple((self._host, port) for port in self._client_ports)
-        options: dict[str, Any] = {
-            "host": hosts,
-            "allow_reconnect": True,
-            "version_prefix": "/v2",
-            "read_timeout": 10,
-        }
-        if self.tls is not None:
-            options.update(self.tls.client_options())
-        options.update(kwargs)
-        return etcd.Client(**options)
+        return python_etcd_client(self.client_urls, self.tls, **kwargs)
 
     def environment(self) -> dict[str, str]:
         """The variables that point a command at every member (see ``etcd-env run --members``)."""
-        self._require_started()
-        environment = endpoint_environment(self.client_urls)
-        if self.tls is not None:
-            environment.update(self.tls.environment())
-        return environment
+        return client_environment(self.client_urls, self.tls)
 
     def get_host(self) -> str:
         return self._host
 
     def get_port(self) -> int:
         """Member 0's client port (the reference API has room for one)."""
-        self._require_started()
-        return self._client_ports[0]
+        port = urlsplit(self.client_url).port
+        if port is None:  # every member's URL is built with its reserved port
+            raise RuntimeError(f"no port in {self.client_url}")
+        return port
 
     def get_endpoint(self) -> str:
         return f"{self._host}:{self.get_port()}"
@@ -405,7 +390,6 @@ class EtcdCluster(StartStopContext):
                 )
             self._members, self._client_tls = members, client_tls
             self._ssl_contexts = [files.ssl_context() for files in client_tls]
-            self._client_ports = [client.port for client, _ in ports]
             # Each member is launched once the previous one serves its peer port, then all are
             # awaited together. A new member first asks every peer whether it already belongs to
             # a cluster, with a 1 s timeout; a peer whose port is bound but not yet served holds
@@ -425,7 +409,6 @@ class EtcdCluster(StartStopContext):
             for record in records[len(members) :]:
                 record.remove()
             self._members, self._client_tls, self._ssl_contexts, self._paused = [], [], [], set()
-            self._client_ports = []
             self._release_ports()
             raise
         logger.info("etcd %s cluster of %d serving %s", binary.version, self._size, ",".join(self.client_urls))

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._client import client_environment, python_etcd_client
 from ._environ import (
     ENDPOINTS_VAR,
     ETCDCTL_CACERT_VAR,
     ETCDCTL_CERT_VAR,
     ETCDCTL_KEY_VAR,
-    endpoint_environment,
 )
 from ._errors import ClusterUnavailableError, ForeignListenerError
 from ._lifecycle import StartStopContext
@@ -174,22 +174,7 @@ class ExistingCluster(StartStopContext):
 
     def get_client(self, **kwargs: Any) -> etcd.Client:
         """A python-etcd v2 client over every endpoint (it fails over between them)."""
-        import etcd  # noqa: PLC0415 - python-etcd pulls in urllib3: keep it off the import path
-
-        parts = [urlsplit(url) for url in self._checked_urls()]
-        hosts = tuple((part.hostname or "", part.port or 2379) for part in parts)
-        options: dict[str, Any] = {
-            "host": hosts[0][0] if len(hosts) == 1 else hosts,
-            "port": hosts[0][1],
-            "protocol": parts[0].scheme,
-            "version_prefix": "/v2",
-            "read_timeout": 10,
-            "allow_reconnect": len(hosts) > 1,
-        }
-        if self._tls is not None:
-            options.update(self._tls.client_options())
-        options.update(kwargs)
-        return etcd.Client(**options)
+        return python_etcd_client(self._checked_urls(), self._tls, **kwargs)
 
     def log_tail(self, lines: int = 25) -> str:
         """Empty: an existing cluster's log is wherever its owner keeps it."""
@@ -200,10 +185,7 @@ class ExistingCluster(StartStopContext):
         return self._tls
 
     def environment(self) -> dict[str, str]:
-        environment = endpoint_environment(self.client_urls)
-        if self._tls is not None:
-            environment.update(self._tls.environment())
-        return environment
+        return client_environment(self.client_urls, self._tls)
 
     def __repr__(self) -> str:
         state = f"using {','.join(self._urls)}" if self._urls else "not checked"

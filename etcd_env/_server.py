@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._binary import EtcdBinary
+from ._client import client_environment, python_etcd_client
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand
-from ._environ import endpoint_environment
 from ._lifecycle import StartStopContext
 from ._member import MemberProcess, binary_for_start, retry_on_port_clash
 from ._paths import servers_dir, writable_dir
@@ -103,13 +103,7 @@ class EtcdServer(StartStopContext):
 
     def get_client(self, **kwargs: Any) -> etcd.Client:
         """A python-etcd client on this server's v2 API."""
-        import etcd  # noqa: PLC0415 - python-etcd pulls in urllib3: keep it off the start path
-
-        options: dict[str, Any] = {"host": self._host, "port": self._port, "version_prefix": "/v2", "read_timeout": 10}
-        if self._client_tls is not None:
-            options.update(self._client_tls.client_options())
-        options.update(kwargs)
-        return etcd.Client(**options)
+        return python_etcd_client(self.client_urls, self._client_tls, **kwargs)
 
     def get_host(self) -> str:
         return self._host
@@ -176,10 +170,7 @@ class EtcdServer(StartStopContext):
 
     def environment(self) -> dict[str, str]:
         """The variables that point a command at this server (see ``etcd-env run``)."""
-        environment = endpoint_environment(self.client_urls)
-        if self._client_tls is not None:
-            environment.update(self._client_tls.environment())
-        return environment
+        return client_environment(self.client_urls, self._client_tls)
 
     def __repr__(self) -> str:
         state = f"serving {self.client_url}" if self._member is not None else "stopped"
