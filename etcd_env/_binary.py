@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ._environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR
 from ._errors import EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
-from ._paths import cache_dir
+from ._paths import cache_dir, write_atomically
 
 #: The release line etcd_env pins: the last with the v2 API python-etcd and torch speak.
 PINNED_SERIES = "3.5"
@@ -175,9 +175,7 @@ def read_version(path: Path) -> str:
     if version is None:
         version = _probe_version(path)
         on_disk[key] = version
-        scratch = cache_file.with_name(f".versions.{os.getpid()}.json")
-        scratch.write_text(json.dumps(on_disk))
-        scratch.replace(cache_file)
+        write_atomically(cache_file, json.dumps(on_disk))
     _memory_cache[key] = version
     return version
 

@@ -81,3 +81,10 @@ def writable_dir(path: Path, *, what: str, fix: str) -> bool:
     except OSError as error:
         raise StateDirError(f"{what} {path} is not a writable directory ({error.strerror}). {fix}") from error
     return not existed
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers of ``path`` see the old text or the new, never half of it: write beside it, then rename."""
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch.write_text(text)
+    scratch.replace(path)

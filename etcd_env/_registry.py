@@ -22,7 +22,7 @@ from typing import Any
 from filelock import Timeout, UnixFileLock
 
 from ._locks import kernel_lock
-from ._paths import private_dir, servers_dir
+from ._paths import private_dir, servers_dir, write_atomically
 from ._process import command_line, pid_alive, wait_gone
 
 INFO_FILE = "info.json"
@@ -62,9 +62,7 @@ class ServerRecord:
         return self.root / "data"
 
     def write_info(self, info: dict[str, Any]) -> None:
-        scratch = self.root / f".{INFO_FILE}.tmp"
-        scratch.write_text(json.dumps(info, indent=1))
-        scratch.replace(self.root / INFO_FILE)
+        write_atomically(self.root / INFO_FILE, json.dumps(info, indent=1))
 
     def remove(self, extra: list[Path] | None = None) -> None:
         for path in extra or []:

@@ -28,7 +28,7 @@ from filelock import UnixFileLock
 from ._environ import endpoint_environment
 from ._errors import EtcdStartError
 from ._locks import kernel_lock
-from ._paths import private_dir, state_root
+from ._paths import private_dir, state_root, write_atomically
 from ._process import command_line, log_tail, pid_alive, wait_gone
 from ._server import EtcdServer
 
@@ -188,9 +188,7 @@ def serve(
             version=server.binary.version if server.binary is not None else "?",
             started_at=time.time(),
         )
-        scratch = directory / f".{STATE_FILE}.{os.getpid()}"
-        scratch.write_text(json.dumps(asdict(state)))
-        scratch.replace(path)
+        write_atomically(path, json.dumps(asdict(state)))
         print(f"etcd-env: serving {state.describe()}", flush=True)
         while not stop.wait(0.5):
             if not server.running:
