@@ -153,19 +153,12 @@ def _run_on_existing(endpoints: str, shaping: list[str], command: list[str]) -> 
 
 
 def _reap(args: argparse.Namespace) -> int:
-    if args.dry_run:
-        leftovers = find_leftovers()
-        for leftover in leftovers:
-            print(f"left over: {leftover.describe()}")
-        if not leftovers:
-            print("nothing left over")
-        return 1 if leftovers and args.check else 0
-    reclaimed = reap()
-    for leftover in reclaimed:
-        print(f"reclaimed: {leftover.describe()}")
-    if not reclaimed:
+    found, verb = (find_leftovers(), "left over") if args.dry_run else (reap(), "reclaimed")
+    for leftover in found:
+        print(f"{verb}: {leftover.describe()}")
+    if not found:
         print("nothing left over")
-    return 1 if reclaimed and args.check else 0
+    return 1 if found and args.check else 0
 
 
 def _up(args: argparse.Namespace) -> int:
