@@ -1,4 +1,4 @@
-"""The pytest plugin (entry point ``pytest11: etcd_env``): fixtures for a real etcd.
+"""The pytest plugin (entry point ``pytest11: etcd_env._pytest_plugin``): fixtures for a real etcd.
 
 In the style of pytest-postgresql: :func:`etcd_proc` makes a fixture that starts
 a server, :func:`etcd_noproc` one that uses an existing cluster. The default
@@ -20,6 +20,7 @@ the measurements behind that choice.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -27,13 +28,12 @@ import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.error import URLError
-from urllib.request import Request, urlopen
 
 import pytest
 
 from ._environ import BINARY_VAR, ENDPOINTS_VAR
 from ._existing import ExistingCluster
+from ._http import connect
 from ._registry import find_leftovers
 from ._server import EtcdServer
 
@@ -72,6 +72,13 @@ def _option(config: pytest.Config, name: str) -> str | None:
     return str(value) if value else None
 
 
+def configured_server(config: pytest.Config, **options: Any) -> EtcdServer:
+    """An unstarted :class:`EtcdServer` with the plugin's binary and host unless ``options`` name them."""
+    options["binary"] = options.get("binary") or _option(config, "etcd_binary")
+    options["host"] = options.get("host") or _option(config, "etcd_host") or "127.0.0.1"
+    return EtcdServer(**options)
+
+
 def configured_endpoints(config: pytest.Config) -> str | None:
     """Command line, then ini, then ``$ETCD_ENV_ENDPOINTS``: the nearest setting wins."""
     return _option(config, "etcd_endpoints") or os.environ.get(ENDPOINTS_VAR, "").strip() or None
@@ -100,12 +107,7 @@ def etcd_proc(
 
     @pytest.fixture(scope=scope)
     def etcd_proc_fixture(request: pytest.FixtureRequest) -> Iterator[EtcdServer]:
-        config = request.config
-        server = EtcdServer(
-            binary=binary or _option(config, "etcd_binary"),
-            host=host or _option(config, "etcd_host") or "127.0.0.1",
-            **server_options,
-        )
+        server = configured_server(request.config, binary=binary, host=host, **server_options)
         server.start()
         try:
             yield server
@@ -142,10 +144,7 @@ def etcd_server(request: pytest.FixtureRequest) -> Iterator[ServerLike]:
         server = ExistingCluster(endpoints)
         server.start()
     else:
-        server = EtcdServer(
-            binary=_option(request.config, "etcd_binary"),
-            host=_option(request.config, "etcd_host") or "127.0.0.1",
-        )
+        server = configured_server(request.config)
         server.start()
     try:
         yield server
@@ -165,9 +164,18 @@ def _v3_delete_prefix(server: ServerLike, prefix: str) -> None:
     body = json.dumps(
         {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(range_end).decode()}
     ).encode()
-    request = Request(f"{server.client_url}/v3/kv/deleterange", data=body, method="POST")  # noqa: S310 - our http(s) URL
-    with urlopen(request, timeout=10) as response:  # noqa: S310
-        response.read()
+    # Through _http.connect, so a TLS server's CA and client certificate are used as for every other probe.
+    context = server.tls.ssl_context() if server.tls is not None else None
+    connection = connect(server.client_url, timeout=10, ssl_context=context)
+    try:
+        connection.request("POST", "/v3/kv/deleterange", body=body)
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        where = f"{server.client_url}/v3/kv/deleterange"
+        raise OSError(f"deleting {prefix!r} through {where}: HTTP {response.status} {answer[:200]!r}")
 
 
 @dataclass
@@ -224,7 +232,7 @@ def etcd_namespace(request: pytest.FixtureRequest, etcd_server: ServerLike) -> I
     yield namespace
     try:
         namespace.cleanup()
-    except (OSError, URLError) as error:
+    except (OSError, http.client.HTTPException) as error:
         # The server is gone (the test may have stopped it on purpose): nothing left to clean.
         if getattr(etcd_server, "running", True):
             raise RuntimeError(f"etcd_namespace could not delete {namespace.prefix}: {error}") from error
@@ -238,9 +246,7 @@ class EtcdServerFactory:
         self.started: list[EtcdServer] = []
 
     def __call__(self, **options: Any) -> EtcdServer:
-        options.setdefault("binary", _option(self._config, "etcd_binary"))
-        options.setdefault("host", _option(self._config, "etcd_host") or "127.0.0.1")
-        server = EtcdServer(**options)
+        server = configured_server(self._config, **options)
         server.start()
         self.started.append(server)
         return server

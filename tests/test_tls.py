@@ -156,3 +156,15 @@ def test_existing_cluster_over_tls_from_etcdctl_variables(state_dir, monkeypatch
         monkeypatch.delenv("ETCDCTL_KEY")
         with pytest.raises(ValueError, match="go together"):
             ExistingCluster().start()
+
+
+def test_namespace_cleanup_over_tls(state_dir):
+    from etcd_env._pytest_plugin import EtcdNamespace  # noqa: PLC0415 - the plugin module, not a fixture
+
+    with EtcdServer(tls=True) as server:
+        namespace = EtcdNamespace(server=server, prefix="/etcd-env/tls/ns/", run_id="tls-ns")
+        client = server.get_client()
+        client.write(namespace.key("k"), "v")
+        namespace.cleanup()
+        with pytest.raises(etcd.EtcdKeyNotFound):
+            client.read(namespace.prefix.rstrip("/"))
