@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from etcd_env import EtcdCluster, EtcdServer
+from tests.rendezvous.two_nodes import run_agents
 
 pytest.importorskip("torch", reason="torch absent: pip install torch==2.13.0 (or run `nox -s rendezvous_tests`)")
 
@@ -19,7 +20,6 @@ from torch.distributed.elastic.rendezvous import RendezvousParameters
 from torch.distributed.elastic.rendezvous.etcd_rendezvous_backend import create_backend
 from torch.distributed.elastic.rendezvous.registry import get_rendezvous_handler
 
-JOB = Path(__file__).with_name("allreduce_job.py")
 HANG = 30.0
 
 
@@ -45,32 +45,7 @@ def _backend_round_trip(endpoint: str, **conf: str) -> None:
 
 def _torchrun_pair(endpoint: str, out_dir: Path, rdzv_conf: str = "read_timeout=30") -> dict:
     """Two torchrun agents (--rdzv-backend=etcd-v2) running a checked gloo all_reduce."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    assert torchrun.exists(), f"torchrun not found beside {sys.executable}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        str(torchrun),
-        "--nnodes=2",
-        "--nproc-per-node=1",
-        "--rdzv-backend=etcd-v2",
-        f"--rdzv-endpoint={endpoint}",
-        f"--rdzv-id={_run_id('torchrun')}",
-        f"--rdzv-conf={rdzv_conf}",
-        "--local-addr=127.0.0.1",
-        "--max-restarts=0",
-        "--monitor-interval=0.2",
-        str(JOB),
-        str(out_dir),
-    ]
-    agents = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    try:
-        outputs = [agent.communicate(timeout=180)[0] for agent in agents]
-    finally:
-        for agent in agents:
-            if agent.poll() is None:
-                agent.kill()
-                agent.wait()
-    codes = [agent.returncode for agent in agents]
+    codes, outputs = run_agents(endpoint, out_dir, _run_id("torchrun"), rdzv_conf, capture=True)
     assert codes == [0, 0], "torchrun agents failed:\n" + "\n".join(output[-3000:] for output in outputs)
     results = sorted(
         (r["rank"], r["world"], r["sum"]) for r in (json.loads(p.read_text()) for p in out_dir.glob("rank*.json"))

@@ -25,12 +25,10 @@ def torchrun() -> list[str]:
     return [str(script)]
 
 
-def main() -> int:
-    out_dir = Path(sys.argv[1])
-    run_id = sys.argv[2] if len(sys.argv) > 2 else f"two-nodes-{uuid.uuid4().hex[:12]}"
-    endpoint = os.environ.get("ETCD_ENV_ENDPOINT")
-    if not endpoint:
-        raise SystemExit("ETCD_ENV_ENDPOINT is not set: run this under `etcd-env run --` or a managed etcd")
+def run_agents(
+    endpoint: str, out_dir: Path, run_id: str, rdzv_conf: str = "read_timeout=30", *, capture: bool = False
+) -> tuple[list[int], list[str]]:
+    """Start the agents, wait for them; return their exit codes and (with ``capture``) their output."""
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         *torchrun(),
@@ -39,21 +37,37 @@ def main() -> int:
         "--rdzv-backend=etcd-v2",
         f"--rdzv-endpoint={endpoint}",
         f"--rdzv-id={run_id}",
-        "--rdzv-conf=read_timeout=30",
+        f"--rdzv-conf={rdzv_conf}",
         "--local-addr=127.0.0.1",
         "--max-restarts=0",
         "--monitor-interval=0.2",
+        # Without it each agent leaves a torchelastic_* log directory in the system temp dir.
+        f"--log-dir={out_dir / 'logs'}",
         str(JOB),
         str(out_dir),
     ]
-    agents = [subprocess.Popen(argv) for _ in range(NODES)]
+    pipe = subprocess.PIPE if capture else None
+    agents = [
+        subprocess.Popen(argv, stdout=pipe, stderr=subprocess.STDOUT if capture else None, text=True)
+        for _ in range(NODES)
+    ]
     try:
-        codes = [agent.wait(timeout=180) for agent in agents]
+        outputs = [agent.communicate(timeout=180)[0] or "" for agent in agents]
     finally:
         for agent in agents:
             if agent.poll() is None:
                 agent.kill()
                 agent.wait()
+    return [agent.returncode for agent in agents], outputs
+
+
+def main() -> int:
+    out_dir = Path(sys.argv[1])
+    run_id = sys.argv[2] if len(sys.argv) > 2 else f"two-nodes-{uuid.uuid4().hex[:12]}"
+    endpoint = os.environ.get("ETCD_ENV_ENDPOINT")
+    if not endpoint:
+        raise SystemExit("ETCD_ENV_ENDPOINT is not set: run this under `etcd-env run --` or a managed etcd")
+    codes, _ = run_agents(endpoint, out_dir, run_id)
     results = [json.loads(path.read_text()) for path in sorted(out_dir.glob("rank*.json"))]
     print(json.dumps({"exit_codes": codes, "results": results}))
     ok = codes == [0] * NODES and len(results) == NODES and all(r["sum"] == 3.0 for r in results)
