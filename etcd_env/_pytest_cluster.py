@@ -20,15 +20,9 @@ from typing import Any
 import pytest
 
 from ._cluster import EtcdCluster
+from ._pytest_options import binary_and_host
 
 __all__ = ["etcd_cluster", "etcd_cluster_proc"]
-
-
-def _plugin_option(config: pytest.Config, name: str) -> str | None:
-    # The plugin registers these options; read them here so this module needs nothing from it
-    # (the plugin imports this module, so importing back would be a cycle).
-    value = config.getoption(name, default=None) or config.getini(name)
-    return str(value) if value else None
 
 
 def etcd_cluster_proc(
@@ -47,13 +41,7 @@ def etcd_cluster_proc(
 
     @pytest.fixture(scope=scope)
     def etcd_cluster_fixture(request: pytest.FixtureRequest) -> Iterator[EtcdCluster]:
-        config = request.config
-        cluster = EtcdCluster(
-            members,
-            binary=binary or _plugin_option(config, "etcd_binary"),
-            host=host or _plugin_option(config, "etcd_host") or "127.0.0.1",
-            **cluster_options,
-        )
+        cluster = EtcdCluster(members, **binary_and_host(request.config, binary, host), **cluster_options)
         cluster.start(timeout=timeout)
         try:
             yield cluster

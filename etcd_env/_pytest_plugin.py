@@ -34,6 +34,7 @@ import pytest
 from ._environ import BINARY_VAR, ENDPOINTS_VAR
 from ._existing import ExistingCluster
 from ._http import connect
+from ._pytest_options import binary_and_host, option
 from ._registry import find_leftovers
 from ._server import EtcdServer
 
@@ -67,21 +68,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("etcd_endpoints", "existing etcd client URLs, comma-separated")
 
 
-def _option(config: pytest.Config, name: str) -> str | None:
-    value = config.getoption(name) or config.getini(name)
-    return str(value) if value else None
-
-
 def configured_server(config: pytest.Config, **options: Any) -> EtcdServer:
     """An unstarted :class:`EtcdServer` with the plugin's binary and host unless ``options`` name them."""
-    options["binary"] = options.get("binary") or _option(config, "etcd_binary")
-    options["host"] = options.get("host") or _option(config, "etcd_host") or "127.0.0.1"
+    options.update(binary_and_host(config, options.get("binary"), options.get("host")))
     return EtcdServer(**options)
 
 
 def configured_endpoints(config: pytest.Config) -> str | None:
     """Command line, then ini, then ``$ETCD_ENV_ENDPOINTS``: the nearest setting wins."""
-    return _option(config, "etcd_endpoints") or os.environ.get(ENDPOINTS_VAR, "").strip() or None
+    return option(config, "etcd_endpoints") or os.environ.get(ENDPOINTS_VAR, "").strip() or None
 
 
 def worker_id(config: pytest.Config) -> str:
