@@ -53,16 +53,10 @@ def machine(binary: EtcdBinary, torch_why: str) -> dict[str, Any]:
         "etcd_path": binary.path,
         "torch": torch_why,
         "state_dir": str(state_root()),
-        "state_dir_filesystem": _footprint.filesystem(Path(tempfile_dir())),
+        "state_dir_filesystem": _footprint.filesystem(state_root()),
         "setpriv": shutil.which("setpriv"),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def tempfile_dir() -> str:
-    import tempfile  # noqa: PLC0415
-
-    return tempfile.gettempdir()
 
 
 def main(argv: list[str] | None = None) -> int:
