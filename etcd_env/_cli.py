@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import _shell
-from ._binary import pin_report, resolve_binary
+from ._cli_install import add_install_verbs, install_for_run, which_command
 from ._cluster import EtcdCluster
 from ._environ import ENDPOINTS_VAR, endpoint_environment
 from ._errors import EtcdEnvError
@@ -23,30 +23,6 @@ from ._registry import find_leftovers, live_servers, reap
 from ._server import EtcdServer
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _which(args: argparse.Namespace) -> int:
-    binary = resolve_binary(args.binary)
-    ok, expected, words = pin_report(binary)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "path": binary.path,
-                    "version": binary.version,
-                    "source": binary.source,
-                    "pin_ok": ok,
-                    "expected": expected,
-                    "serves_v2": binary.serves_v2,
-                }
-            )
-        )
-    else:
-        print(f"binary: {binary.path}")
-        print(f"version: {binary.version}")
-        print(f"source: {binary.source}")
-        print(f"pin: {words}")
-    return 0 if ok or not expected else 1
 
 
 def _exit_status(returncode: int) -> int:
@@ -112,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
         server = EtcdCluster(args.members, binary=args.binary, host=args.host, tls=args.tls)
     else:
         server = EtcdServer(binary=args.binary, host=args.host, client_port=args.port, tls=args.tls)
+    if args.install:
+        install_for_run()
     server.start(timeout=args.timeout)
     try:
         return run_command(command, server.environment())
@@ -224,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = verbs.add_parser("which", help="show the etcd that would run, its version and pin")
     which.add_argument("--binary", help="check this binary instead of resolving one")
     which.add_argument("--json", action="store_true", help="print JSON")
-    which.set_defaults(handler=_which)
+    which.set_defaults(handler=which_command)
+    add_install_verbs(verbs)
 
     run = verbs.add_parser("run", help="start etcd, run a command with its endpoint exported, stop etcd")
     _add_server_options(run)
@@ -236,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoints",
         help=f"use this existing cluster (comma-separated client URLs; default ${ENDPOINTS_VAR}): nothing is started",
     )
+    run.add_argument("--install", action="store_true", help="first install the pin (or $ETCD_ENV_VERSION) if missing")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     run.set_defaults(handler=_run)
 

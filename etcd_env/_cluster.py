@@ -111,7 +111,7 @@ class EtcdCluster(StartStopContext):
         if self._members:
             raise RuntimeError("this EtcdCluster is already started; stop() it first")
         deadline = time.monotonic() + timeout
-        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2)
+        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
         material = generate_tls(self._host) if self._tls_enabled else None
         retry_on_port_clash(lambda: self._start_once(binary, material, deadline, stderr), num_retries)
         atexit.register(self.stop)

@@ -11,6 +11,10 @@ EXPECT_VERSION_VAR = "ETCD_ENV_EXPECT_VERSION"
 STATE_DIR_VAR = "ETCD_ENV_STATE_DIR"
 PORT_RANGE_VAR = "ETCD_ENV_PORT_RANGE"
 ENDPOINTS_VAR = "ETCD_ENV_ENDPOINTS"
+# The installed-etcd cache (`etcd-env install`): where it lives, which version to run, where to download.
+CACHE_DIR_VAR = "ETCD_ENV_CACHE_DIR"
+VERSION_VAR = "ETCD_ENV_VERSION"
+MIRROR_VAR = "ETCD_ENV_MIRROR"
 
 # Exported to commands and sessions that use a server.
 ENDPOINT_VAR = "ETCD_ENV_ENDPOINT"

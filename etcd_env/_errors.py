@@ -56,3 +56,11 @@ class ForeignListenerError(EtcdStartError):
 
 class ClusterUnavailableError(EtcdEnvError, ConnectionError):
     """An existing cluster's endpoints could not be reached or are unhealthy."""
+
+
+class EtcdInstallError(EtcdEnvError, RuntimeError):
+    """``etcd-env install`` could not download, verify or unpack an etcd release; nothing was cached."""
+
+
+class ChecksumMismatchError(EtcdInstallError):
+    """A downloaded archive's SHA-256 is not the one expected; it was discarded."""

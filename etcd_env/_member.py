@@ -146,9 +146,14 @@ class MemberProcess:
         self._close_watchdog(stopped_cleanly=True)
 
 
-def binary_for_start(binary_arg: str | os.PathLike[str] | None, *, needs_v2: bool) -> EtcdBinary:
-    """The first steps of every start: the checked binary, after reclaiming what dead owners left."""
-    binary = resolve_binary(binary_arg)
+def binary_for_start(
+    binary_arg: str | os.PathLike[str] | None, *, needs_v2: bool, timeout: float | None = None
+) -> EtcdBinary:
+    """The first steps of every start: the checked binary, after reclaiming what dead owners left.
+
+    ``timeout`` (the start's) bounds the ``etcd --version`` probe.
+    """
+    binary = resolve_binary(binary_arg, timeout=timeout)
     check_binary(binary, needs_v2=needs_v2)
     reap()
     return binary

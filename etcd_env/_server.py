@@ -82,7 +82,7 @@ class EtcdServer(StartStopContext):
         if self._member is not None:
             raise RuntimeError("this EtcdServer is already started; stop() it first")
         deadline = time.monotonic() + timeout
-        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2)
+        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
         material = generate_tls(self._host) if self._tls_enabled else None
         explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
         retry_on_port_clash(
