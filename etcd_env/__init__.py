@@ -5,8 +5,10 @@ from ._cluster import EtcdCluster, MemberInfo
 from ._compat import find_free_port, stop_etcd
 from ._environ import endpoint_environment
 from ._errors import (
+    ChecksumMismatchError,
     ClusterUnavailableError,
     EtcdEnvError,
+    EtcdInstallError,
     EtcdNotFoundError,
     EtcdStartError,
     EtcdStartTimeout,
@@ -18,7 +20,9 @@ from ._errors import (
     StateDirError,
 )
 from ._existing import ExistingCluster
+from ._install import InstallResult, install
 from ._nox import nox_etcd
+from ._pin import pinned_version
 from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._registry import Leftover, find_leftovers, reap
 from ._server import EtcdServer
@@ -28,11 +32,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PINNED_SERIES",
+    "ChecksumMismatchError",
     "ClientTls",
     "ClusterUnavailableError",
     "EtcdBinary",
     "EtcdCluster",
     "EtcdEnvError",
+    "EtcdInstallError",
     "EtcdNotFoundError",
     "EtcdServer",
     "EtcdStartError",
@@ -41,6 +47,7 @@ __all__ = [
     "EtcdVersionWarning",
     "ExistingCluster",
     "ForeignListenerError",
+    "InstallResult",
     "Leftover",
     "MemberInfo",
     "PortBusyError",
@@ -51,7 +58,9 @@ __all__ = [
     "endpoint_environment",
     "find_free_port",
     "find_leftovers",
+    "install",
     "nox_etcd",
+    "pinned_version",
     "reap",
     "reserve_port",
     "reserve_specific_port",

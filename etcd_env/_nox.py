@@ -8,7 +8,9 @@ Which etcd runs is decided once, here, in this order:
 1. ``binary=`` given to :func:`nox_etcd`;
 2. ``$ETCD_ENV_BINARY`` / ``$TORCHELASTIC_ETCD_BINARY_PATH`` in nox's environment
    (the Nix shell sets the first: a binary outside every venv);
-3. the etcd the *session's* venv resolves (``python -m etcd_env which --json``),
+3. ``$ETCD_ENV_VERSION``: that version from the per-user etcd-env cache (``etcd-env install``),
+   an error naming the install command when it is absent;
+4. the etcd the *session's* venv resolves (the cached pin first, as everywhere) (``python -m etcd_env which --json``),
    i.e. the embedded ``etcd-env[bin]`` wheel installed into the session.
 Not nox's own interpreter: it usually lacks the wheel, and when it has one it may
 be another version than the one the session's tests pin.
@@ -22,7 +24,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ._environ import BINARY_VAR, ENDPOINTS_VAR, TORCH_BINARY_VAR
+from ._binary import requested_version
+from ._cache import cache_root, cached_etcd
+from ._environ import BINARY_VAR, ENDPOINTS_VAR, TORCH_BINARY_VAR, VERSION_VAR
 from ._errors import EtcdNotFoundError
 from ._existing import ExistingCluster
 from ._server import EtcdServer
@@ -55,6 +59,15 @@ def _binary_for(session: nox.Session, binary: str | None) -> str:
     for var in (BINARY_VAR, TORCH_BINARY_VAR):
         if os.environ.get(var):
             return os.environ[var]
+    version = requested_version()
+    if version is not None:
+        cached = cached_etcd(version)
+        if cached is None:
+            raise EtcdNotFoundError(
+                f"{VERSION_VAR}={version} asks for etcd {version} from the etcd-env cache ({cache_root()}), "
+                f"and it is not installed there. Run: etcd-env install {version}"
+            )
+        return str(cached)
     return session_binary(session)
 
 
