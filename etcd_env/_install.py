@@ -201,7 +201,6 @@ def _install_locked(
             bar = ProgressBar(progress, name) if progress is not None and progress.isatty() else None
             with scratch_file.open("wb") as sink:
                 fetched = download(url, sink, progress=bar)
-                os.fsync(sink.fileno())
         if fetched.sha256 != want:
             raise ChecksumMismatchError(
                 f"the SHA-256 of {url} is {fetched.sha256}, but {verified_by} says {want}. The archive was "
