@@ -320,3 +320,37 @@ def test_cache_root_follows_xdg(tmp_path: Path) -> None:
     assert _cache.cache_root({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "etcd-env"
     assert _cache.cache_root({"ETCD_ENV_CACHE_DIR": str(tmp_path / "x"), "XDG_CACHE_HOME": "/y"}) == tmp_path / "x"
     assert _cache.cache_root({}) == Path.home() / ".cache" / "etcd-env"
+
+
+def test_shipped_table_is_well_formed_and_covers_the_pin() -> None:
+    table = _pin.shipped_table()
+    pin = _pin.pinned_version()
+    assert _pin.is_version(pin)
+    assert set(table.sha256[pin]) >= {"linux-amd64", "linux-arm64"}, "the pin must be installable on Linux"
+    for version, by_platform in table.sha256.items():
+        assert _pin.is_version(version)
+        for platform_name, digest in by_platform.items():
+            assert platform_name in _pin.PLATFORMS and _pin.is_sha256(digest), (version, platform_name)
+            source = table.source[platform_name]
+            assert source["repo"] and source["path"], f"every hash names its public source ({platform_name})"
+    newest = max(table.versions("linux-amd64"), key=lambda v: tuple(map(int, v.split("."))))
+    assert pin == newest, "the pin is the newest 3.5 with public hashes"
+
+
+def test_a_checksum_table_verifies_without_sha256(tmp_path: Path, mirror: Mirror) -> None:
+    # The table form the shipped one has, written for the one etcd that can be packed here.
+    table_file = tmp_path / "checksums.json"
+    digest = sha256_of(mirror.root / ARCHIVE)
+    table_file.write_text(
+        json.dumps(
+            {
+                "source": {LINUX: {"repo": "test/mirror", "path": ARCHIVE, "commit": None}},
+                "sha256": {VERSION: {LINUX: digest}},
+            }
+        )
+    )
+    env = {"ETCD_ENV_CACHE_DIR": str(tmp_path / "cache")}
+    result = etcd_env.install(VERSION, mirror=mirror.url, table=_pin.load_table(table_file), environ=env)
+    assert result.verified_by.startswith("etcd_env's checksum table (test/mirror:")
+    again = etcd_env.install(VERSION, mirror=mirror.url, table=_pin.load_table(table_file), environ=env)
+    assert again.downloaded is None and mirror.count(ARCHIVE) == 1
