@@ -56,7 +56,13 @@ class ProgressBar:
 
 
 def _unreachable(url: str, reason: object) -> EtcdInstallError:
-    host = urllib.parse.urlsplit(url).netloc or url
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        return EtcdInstallError(
+            f"cannot read {url}: {reason}. A file:// mirror must hold <mirror>/v<V>/etcd-v<V>-<os>-<arch>.tar.gz "
+            "(.zip for darwin), laid out like the release downloads."
+        )
+    host = parts.netloc or url
     return EtcdInstallError(
         f"cannot download {url}: {reason}. No network to {host}, or a proxy in the way? "
         f"Use --mirror URL (or ${MIRROR_VAR}) to download from a mirror laid out like the release "

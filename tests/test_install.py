@@ -354,3 +354,12 @@ def test_a_checksum_table_verifies_without_sha256(tmp_path: Path, mirror: Mirror
     assert result.verified_by.startswith("etcd_env's checksum table (test/mirror:")
     again = etcd_env.install(VERSION, mirror=mirror.url, table=_pin.load_table(table_file), environ=env)
     assert again.downloaded is None and mirror.count(ARCHIVE) == 1
+
+
+def test_a_mirror_without_the_archive(tmp_path: Path, mirror: Mirror) -> None:
+    env = clean_env(tmp_path)
+    missing = cli("install", "--mirror", mirror.url, "--sha256", "0" * 64, "3.5.3", env=env)
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr and "does the mirror hold it" in missing.stderr
+    local = cli("install", "--mirror", (tmp_path / "empty").as_uri(), "--sha256", "0" * 64, VERSION, env=env)
+    assert local.returncode == 1 and "A file:// mirror must hold" in local.stderr
+    assert leftovers(tmp_path / "cache") == []
