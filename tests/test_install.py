@@ -24,7 +24,7 @@ import etcd_env
 from etcd_env import EtcdInstallError, _cache, _pin
 
 from .conftest import wait_until
-from .release_archive import VERSION, Mirror, clean_env, mirror, release_tree, sha256_of
+from .release_archive import REPO, VERSION, Mirror, clean_env, mirror, release_tree, sha256_of
 
 __all__ = ["mirror", "release_tree"]  # fixtures, imported for pytest
 
@@ -363,3 +363,33 @@ def test_a_mirror_without_the_archive(tmp_path: Path, mirror: Mirror) -> None:
     local = cli("install", "--mirror", (tmp_path / "empty").as_uri(), "--sha256", "0" * 64, VERSION, env=env)
     assert local.returncode == 1 and "A file:// mirror must hold" in local.stderr
     assert leftovers(tmp_path / "cache") == []
+
+
+NOXFILE = """
+import json, sys
+sys.path.insert(0, {repo!r})
+import nox
+from etcd_env import nox_etcd
+
+@nox.session(venv_backend="none")
+def probe(session):
+    with nox_etcd(session) as server:
+        record = {{"binary": server.binary.path, "version": server.binary.version}}
+    with open({out!r}, "w") as out:
+        json.dump(record, out)
+"""
+
+
+def test_nox_helper_honours_etcd_env_version(tmp_path: Path, mirror: Mirror) -> None:
+    pytest.importorskip("nox", reason="nox is not installed: pip install -e '.[test]'")
+    out = tmp_path / "probe.json"
+    noxfile = tmp_path / "noxfile.py"
+    noxfile.write_text(NOXFILE.format(repo=str(REPO), out=str(out)))
+    env = clean_env(tmp_path, ETCD_ENV_VERSION=VERSION)
+    nox_cmd = [sys.executable, "-m", "nox", "-f", str(noxfile), "-s", "probe"]
+    absent = subprocess.run(nox_cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert absent.returncode != 0 and f"etcd-env install {VERSION}" in absent.stdout + absent.stderr
+    assert cli(*install_args(mirror), env=env).returncode == 0
+    ran = subprocess.run(nox_cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert json.loads(out.read_text()) == {"binary": str(tmp_path / "cache" / VERSION / "etcd"), "version": VERSION}
