@@ -393,3 +393,32 @@ def test_nox_helper_honours_etcd_env_version(tmp_path: Path, mirror: Mirror) -> 
     ran = subprocess.run(nox_cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert json.loads(out.read_text()) == {"binary": str(tmp_path / "cache" / VERSION / "etcd"), "version": VERSION}
+
+
+def test_pytest_plugin_honours_etcd_env_version(tmp_path: Path, mirror: Mirror) -> None:
+    # Autoload off and the plugin named explicitly: the same run with or without an installed entry point.
+    plugin = (
+        "etcd_env.pytest_plugin" if (REPO / "etcd_env" / "pytest_plugin.py").exists() else "etcd_env._pytest_plugin"
+    )
+    inner = tmp_path / "inner" / "test_probe.py"
+    inner.parent.mkdir()
+    inner.write_text(
+        "import json, os\n"
+        "def test_probe(etcd_server):\n"
+        "    with open(os.environ['PROBE_OUT'], 'w') as out:\n"
+        "        json.dump({'binary': etcd_server.binary.path}, out)\n"
+    )
+    out = tmp_path / "probe.json"
+    env = clean_env(tmp_path, ETCD_ENV_VERSION=VERSION, PROBE_OUT=str(out), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert cli(*install_args(mirror), env=env).returncode == 0
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", plugin, "-p", "no:cacheprovider", "-q", str(inner)],
+        cwd=inner.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert json.loads(out.read_text()) == {"binary": str(tmp_path / "cache" / VERSION / "etcd")}
