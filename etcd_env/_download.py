@@ -98,16 +98,18 @@ def download(url: str, sink: BinaryIO, *, progress: ProgressBar | None = None) -
                 if progress is not None:
                     progress.update(received, total)
         except (http.client.HTTPException, TimeoutError, ConnectionError) as error:
+            if progress is not None:
+                progress.update(received, total, final=True)  # end the bar's line before the error
             raise EtcdInstallError(
                 f"the download of {url} broke off after {received} bytes ({error!r}); nothing was cached. "
                 "Run the install again."
             ) from error
+    if progress is not None:
+        progress.update(received, total, final=True)
     if total is not None and received != total:
         raise EtcdInstallError(
             f"the download of {url} ended after {received} of {total} bytes (the connection closed early); "
             "nothing was cached. Run the install again."
         )
-    if progress is not None:
-        progress.update(received, total, final=True)
     sink.flush()
     return Downloaded(url, received, digest.hexdigest(), time.monotonic() - started)
