@@ -25,7 +25,7 @@ OWNER = """
     peer = server._reservations[1].port
     print(json.dumps({{
         "etcd": server.pid, "client": server.get_port(), "peer": peer,
-        "data": str(server.data_dir), "watchdog": server._member._watchdog.pid,
+        "data": str(server.data_dir), "watchdog": server._member.record.watchdog.pid,
     }}), flush=True)
     {ending}
 """
