@@ -8,7 +8,9 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import pty
 import random
+import select
 import shutil
 import signal
 import socket
@@ -450,3 +452,92 @@ def test_a_host_that_is_not_this_machine_is_said_so(state_dir: Path) -> None:
     result = _etcd_env_cli("run", "--host", "192.0.2.1", "--", "true", timeout=30)
     assert result.returncode == 1 and "not an address of this machine" in result.stderr
     assert "no free port" not in result.stderr
+
+
+# -- 6. etcd-env run: a signal reaches the command once ------------------------------------------
+
+COUNTER = """
+import os, select, signal, sys, time
+# Python runs a handler once for signals that arrive close together; the wakeup fd gets a
+# byte for every delivery, so it counts what the process really received.
+read_end, write_end = os.pipe()
+os.set_blocking(write_end, False)
+signal.set_wakeup_fd(write_end)
+signal.signal(getattr(signal, sys.argv[1]), lambda signum, frame: None)
+print("ready", flush=True)
+select.select([read_end], [], [], 30)
+time.sleep(1.0)  # a second delivery, if any, lands in this second
+os.set_blocking(read_end, False)
+print(f"received={len(os.read(read_end, 100))}", flush=True)
+"""
+
+
+def _cli_env(state_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "ETCD_ENV_STATE_DIR": str(state_dir)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no {marker!r} within {timeout}s; output so far: {seen!r}")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the pty's other side closed
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"output ended before {marker!r}: {seen!r}")
+            seen += chunk
+    return seen
+
+
+def test_run_ctrl_c_on_a_terminal_reaches_the_command_once(state_dir: Path) -> None:
+    argv = [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, "SIGINT"]
+    env = _cli_env(state_dir)
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the pty
+        os.execve(sys.executable, argv, env)
+    try:
+        _read_until(terminal, b"ready", 60)
+        os.write(terminal, b"\x03")  # Ctrl-C, as typed: the line discipline signals the foreground group
+        output = _read_until(terminal, b"received=", 30)
+        while b"\n" not in output.split(b"received=", 1)[1]:
+            readable, _, _ = select.select([terminal], [], [], 5)
+            chunk = os.read(terminal, 4096) if readable else b""
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(terminal)
+    assert b"received=1" in output, output
+    assert os.waitstatus_to_exitcode(status) == 0
+    wait_until(lambda: _servers_entries(state_dir) == [], 10, "etcd-env stopped its server")
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_run_a_signal_to_etcd_envs_group_reaches_the_command_once(signame: str, state_dir: Path) -> None:
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, signame],
+        env=_cli_env(state_dir),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a group of its own, as a CI job's: the signal goes to the whole group
+    )
+    assert runner.stdout is not None
+    try:
+        assert runner.stdout.readline().strip() == b"ready"
+        os.killpg(runner.pid, getattr(signal, signame))
+        out, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert b"received=1" in out, (out, err)
+    assert runner.returncode == 0, err
