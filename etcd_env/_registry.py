@@ -160,8 +160,7 @@ def _etcd_running(info: dict[str, Any]) -> int | None:
 def _find_by_name(name: str) -> int | None:
     """The etcd started with ``--name name``, for a record whose owner died before writing its pid.
 
-    That is an owner killed in the instant between spawning etcd and setpriv's prctl,
-    when neither the death signal nor the watchdog is in place yet.
+    The watchdog looks for it the same way; this is for when the watchdog died too.
     """
     marker = b"--name\0" + name.encode() + b"\0"
     try:
