@@ -84,12 +84,30 @@ def run_command(command: Sequence[str], environment: dict[str, str]) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        return _exit_status(child.wait())
+        return _exit_status(_wait(child, terminal))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if terminal is not None:
             _give_terminal(terminal, os.getpgrp())
+
+
+def _wait(child: subprocess.Popen[bytes], terminal: int | None) -> int:
+    """The command's exit code. On a terminal, Ctrl-Z stops the command's group only: then
+    etcd-env hands the terminal back and stops too, so the shell regains it, and carries on
+    (terminal to the command, SIGCONT to its group) when the shell resumes it with ``fg``."""
+    if terminal is None:
+        return child.wait()
+    while True:
+        _, status = os.waitpid(child.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            child.returncode = os.waitstatus_to_exitcode(status)
+            return child.returncode
+        _give_terminal(terminal, os.getpgrp())
+        os.kill(os.getpid(), signal.SIGSTOP)  # SIGSTOP: a SIGTSTP to an orphaned group is discarded
+        _give_terminal(terminal, child.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGCONT)
 
 
 def _controlling_terminal() -> int | None:

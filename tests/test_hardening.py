@@ -541,3 +541,38 @@ def test_run_a_signal_to_etcd_envs_group_reaches_the_command_once(signame: str, 
             runner.kill()
     assert b"received=1" in out, (out, err)
     assert runner.returncode == 0, err
+
+
+def _process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def test_run_ctrl_z_stops_the_command_and_etcd_env_and_fg_resumes_both(state_dir: Path) -> None:
+    argv = [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, "SIGINT"]
+    env = _cli_env(state_dir)
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execve(sys.executable, argv, env)
+    try:
+        _read_until(terminal, b"ready", 60)
+        os.write(terminal, b"\x1a")  # Ctrl-Z: the command's group stops; etcd-env must stop too, for the shell
+        wait_until(lambda: _process_state(pid) == "T", 10, "etcd-env stopped once its command stopped")
+        os.kill(pid, signal.SIGCONT)  # the shell's `fg`
+        wait_until(lambda: _process_state(pid) != "T", 10, "etcd-env resumed")
+        time.sleep(0.3)
+        os.write(terminal, b"\x03")
+        output = _read_until(terminal, b"received=", 30)
+        while b"\n" not in output.split(b"received=", 1)[1]:
+            readable, _, _ = select.select([terminal], [], [], 5)
+            chunk = os.read(terminal, 4096) if readable else b""
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(terminal)
+    assert b"received=1" in output, output
+    assert os.waitstatus_to_exitcode(status) == 0
