@@ -34,6 +34,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PARALLEL = 4
+#: The port range both users share in ``two_users`` (--port-range): small, so that they clash.
+PORT_RANGE = ["21000-21047"]
 
 START_OWNER = """
     import sys
@@ -280,7 +282,7 @@ def two_users(state: Path, n: int) -> dict[str, Any]:
     other = Path(tempfile.mkdtemp(prefix="etcd-env-adv-nobody-", dir="/tmp"))
     os.chown(other, 65534, 65534)
     nobody_state = other / "state"
-    shared_range = {"ETCD_ENV_PORT_RANGE": "21000-21047", "ETCD_ENV_LOG_LEVEL": "WARNING"}
+    shared_range = {"ETCD_ENV_PORT_RANGE": PORT_RANGE[0]}
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
     # Our interpreter may live where uid 65534 cannot reach (/root): the system's 3.11, with our
@@ -330,7 +332,10 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--out", default=str(HERE / "results" / "adversarial.json"))
+    parser.add_argument("--port-range", default=PORT_RANGE[0], help="two_users: the range both users share")
+    parser.add_argument("--key", default="", help="store results under NAME+KEY, to keep runs apart")
     args = parser.parse_args()
+    PORT_RANGE[0] = args.port_range
     out = Path(args.out)
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     base = Path(tempfile.mkdtemp(prefix="etcd-env-adversarial-"))
@@ -344,7 +349,7 @@ def main() -> int:
             result["load_average_after"] = round(os.getloadavg()[0], 2)
             result["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             print(json.dumps(result), flush=True)
-            results[name] = result
+            results[name + args.key] = result
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1) + "\n")
     finally:
