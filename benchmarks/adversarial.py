@@ -99,7 +99,9 @@ CYCLER = """
                 server.get_client().write("/k", "v")
             outcomes.append("ok")
         except Exception as error:
-            outcomes.append(type(error).__name__ + ": " + str(error).splitlines()[0][:160])
+            in_use = "address already in use" in getattr(error, "log_tail", "")
+            clash = " [log: address already in use]" if in_use else ""
+            outcomes.append(type(error).__name__ + ": " + str(error).splitlines()[0][:160] + clash)
     print(json.dumps(outcomes))
 """
 
