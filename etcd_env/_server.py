@@ -87,20 +87,7 @@ class EtcdServer(StartStopContext):
         if not self._lifecycle.acquire(blocking=False):
             raise RuntimeError("this EtcdServer is being started or stopped by another thread; start() it once")
         try:
-            if self._member is not None:
-                raise RuntimeError("this EtcdServer is already started; stop() it first")
-            self._owner_pid = os.getpid()  # from here on, a forked child's stop() leaves it alone
-            deadline = time.monotonic() + timeout
-            check_local_host(self._host)
-            binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2)
-            material = generate_tls(self._host) if self._tls_enabled else None
-            explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
-            retry_on_port_clash(
-                lambda: self._start_once(binary, deadline, stderr, material),
-                num_retries,
-                fresh_ports=not explicit_ports,
-            )
-            atexit.register(self.stop)
+            self._start(timeout, num_retries, stderr)
         finally:
             self._lifecycle.release()
 
@@ -113,15 +100,32 @@ class EtcdServer(StartStopContext):
         if self._owner_pid is not None and self._owner_pid != os.getpid():
             return
         with self._lifecycle:
-            member, self._member = self._member, None
-            try:
-                if member is not None:
-                    member.discard(self._stop_grace)
-            finally:
-                self._client_tls = None  # its files went with the record directory
-                self._release_ports()
-                self._owner_pid = None
-                atexit.unregister(self.stop)
+            self._stop()
+
+    def _start(self, timeout: float, num_retries: int, stderr: StdStream) -> None:
+        if self._member is not None:
+            raise RuntimeError("this EtcdServer is already started; stop() it first")
+        self._owner_pid = os.getpid()  # from here on, a forked child's stop() leaves it alone
+        deadline = time.monotonic() + timeout
+        check_local_host(self._host)
+        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2)
+        material = generate_tls(self._host) if self._tls_enabled else None
+        explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
+        retry_on_port_clash(
+            lambda: self._start_once(binary, deadline, stderr, material), num_retries, fresh_ports=not explicit_ports
+        )
+        atexit.register(self.stop)
+
+    def _stop(self) -> None:
+        member, self._member = self._member, None
+        try:
+            if member is not None:
+                member.discard(self._stop_grace)
+        finally:
+            self._client_tls = None  # its files went with the record directory
+            self._release_ports()
+            self._owner_pid = None
+            atexit.unregister(self.stop)
 
     def get_client(self, **kwargs: Any) -> etcd.Client:
         """A python-etcd client on this server's v2 API."""
