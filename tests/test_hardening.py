@@ -576,3 +576,48 @@ def test_run_ctrl_z_stops_the_command_and_etcd_env_and_fg_resumes_both(state_dir
         os.close(terminal)
     assert b"received=1" in output, output
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- 4. the setpriv race: an etcd that shows up after its owner died ----------------------------
+
+LATE_ETCD_OWNER = """
+    import json, os, signal, subprocess
+    from etcd_env._binary import resolve_binary
+    from etcd_env._command import MemberCommand
+    from etcd_env._paths import servers_dir
+    from etcd_env._ports import reserve_port
+    from etcd_env._registry import ServerRecord
+    name = f"etcd-env-late-{os.getpid()}"
+    record = ServerRecord.create(name, servers_dir())
+    client, peer = reserve_port(), reserve_port()
+    command = MemberCommand.single_member(
+        resolve_binary(None), name, record.default_data_dir,
+        f"http://127.0.0.1:{client.port}", f"http://127.0.0.1:{peer.port}",
+    )
+    record.watchdog.spawning()
+    # What an owner killed between the spawn and setpriv's prctl leaves: an etcd no death signal
+    # reaches, whose name appears in /proc only after its owner is gone (here 0.5 s after).
+    subprocess.Popen(
+        ["sh", "-c", "sleep 0.5; exec $ETCD_ARGV"],
+        env={**os.environ, "ETCD_ARGV": " ".join(command.argv())},
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    print(json.dumps({"name": name, "root": str(record.root)}), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_etcd_appearing_after_its_owner_died_mid_spawn_is_killed(state_dir: Path) -> None:
+    owner = run_python(LATE_ETCD_OWNER)
+    assert owner.stdout is not None
+    line = owner.stdout.readline()
+    assert line, owner.communicate()[1]
+    report = json.loads(line)
+    owner.wait(timeout=30)
+    named = f"--name\0{report['name']}\0"
+    time.sleep(3.0)
+    survivors = _processes_mentioning(named)
+    for pid in survivors:  # so that a failure here leaks nothing either
+        os.killpg(pid, signal.SIGKILL)
+    assert survivors == [], "an etcd outlived its owner's death mid-spawn"
+    wait_until(lambda: _servers_entries(state_dir) == [], 10, "the watchdog removed the record and its lock")
