@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -31,25 +32,88 @@ def _exit_status(returncode: int) -> int:
 
 
 def run_command(command: Sequence[str], environment: dict[str, str]) -> int:
-    """Run ``command`` with ``environment`` added, forwarding SIGINT/SIGTERM/SIGHUP to it."""
+    """Run ``command`` with ``environment`` added; every SIGINT/SIGTERM/SIGHUP reaches it once.
+
+    The command runs in a process group of its own. A signal sent to etcd-env (or to
+    etcd-env's group, as a CI runner's timeout does) is forwarded to that group once;
+    the command's group never receives it directly as well. On a terminal the
+    command's group is made the foreground group, so Ctrl-C goes to it straight from
+    the terminal and not to etcd-env at all; the terminal is handed back afterwards.
+    """
+    terminal = _controlling_terminal()
     try:
-        child = subprocess.Popen(list(command), env={**os.environ, **environment})
+        child = subprocess.Popen(
+            list(command),
+            env={**os.environ, **environment},
+            preexec_fn=_own_group(terminal),  # noqa: PLW1509 - setpgid and tcsetpgrp only
+        )
     except FileNotFoundError:
         print(f"etcd-env: command not found: {command[0]}", file=sys.stderr)
         return 127
-    except PermissionError:
-        print(f"etcd-env: command not executable: {command[0]}", file=sys.stderr)
+    except OSError as error:  # not executable, or not a format this system can run
+        print(f"etcd-env: cannot run {command[0]}: {error.strerror}", file=sys.stderr)
         return 126
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        child.send_signal(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        return _exit_status(child.wait())
+        return _exit_status(_wait(child, terminal))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if terminal is not None:
+            _give_terminal(terminal, os.getpgrp())
+
+
+def _wait(child: subprocess.Popen[bytes], terminal: int | None) -> int:
+    """The command's exit code. On a terminal, Ctrl-Z stops the command's group only: then
+    etcd-env hands the terminal back and stops too, so the shell regains it, and carries on
+    (terminal to the command, SIGCONT to its group) when the shell resumes it with ``fg``."""
+    if terminal is None:
+        return child.wait()
+    while True:
+        _, status = os.waitpid(child.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            child.returncode = os.waitstatus_to_exitcode(status)
+            return child.returncode
+        _give_terminal(terminal, os.getpgrp())
+        os.kill(os.getpid(), signal.SIGSTOP)  # SIGSTOP: a SIGTSTP to an orphaned group is discarded
+        _give_terminal(terminal, child.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGCONT)
+
+
+def _controlling_terminal() -> int | None:
+    """stdin's terminal when etcd-env is in its foreground group (then Ctrl-C comes from it)."""
+    try:
+        if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+            return 0
+    except OSError:
+        pass
+    return None
+
+
+def _give_terminal(fd: int, pgid: int) -> None:
+    # Called from a group that may be in the background: SIGTTOU would stop us, so block it.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(fd, pgid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _own_group(terminal: int | None) -> Callable[[], None]:
+    def in_child() -> None:
+        # Before exec: a group of its own, and the terminal's foreground before it can read a byte.
+        os.setpgid(0, 0)
+        if terminal is not None:
+            _give_terminal(terminal, os.getpgrp())
+
+    return in_child
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -191,8 +255,15 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary", help="etcd binary to use (default: resolved, see `etcd-env which`)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="client port (default: a free one, reserved)")
+    parser.add_argument("--port", type=_port_number, help="client port (default: a free one, reserved)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for etcd to serve")
+
+
+def _port_number(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port: give 1-65535, or leave --port out for a free one")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:

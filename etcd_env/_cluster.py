@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import http.client
 import logging
+import os
 import signal
 import ssl
 import time
@@ -24,11 +25,11 @@ from urllib.parse import urlsplit
 
 from ._binary import EtcdBinary
 from ._client import client_environment, python_etcd_client
-from ._command import CLUSTER_TIMERS, MemberCommand
+from ._command import CLUSTER_TIMERS, MemberCommand, check_extra_args
 from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
 from ._http import connect
 from ._lifecycle import StartStopContext
-from ._member import MemberProcess, binary_for_start, retry_on_port_clash
+from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_port_clash
 from ._paths import servers_dir
 from ._ports import PortReservation, reserve_port
 from ._process import StdStream
@@ -39,8 +40,6 @@ from ._status import member_status
 from ._tls import ClientTls, TlsMaterial, generate_tls
 
 if TYPE_CHECKING:
-    import os
-
     import etcd
 
 logger = logging.getLogger("etcd_env")
@@ -92,7 +91,7 @@ class EtcdCluster(StartStopContext):
         self._tls_enabled = tls
         self._enable_v2 = enable_v2
         self._timers = (heartbeat_ms, election_ms)
-        self._extra_args = tuple(extra_args)
+        self._extra_args = check_extra_args(extra_args)
         self._stop_grace = stop_grace
         self._binary: EtcdBinary | None = None
         self._members: list[MemberProcess] = []
@@ -100,6 +99,7 @@ class EtcdCluster(StartStopContext):
         self._client_tls: list[ClientTls] = []
         self._ssl_contexts: list[ssl.SSLContext] = []
         self._reservations: list[PortReservation] = []
+        self._owner_pid: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -110,27 +110,30 @@ class EtcdCluster(StartStopContext):
         """
         if self._members:
             raise RuntimeError("this EtcdCluster is already started; stop() it first")
+        self._owner_pid = os.getpid()  # from here on, a forked child's stop() leaves it alone
         deadline = time.monotonic() + timeout
+        check_local_host(self._host)
         binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
         material = generate_tls(self._host) if self._tls_enabled else None
         retry_on_port_clash(lambda: self._start_once(binary, material, deadline, stderr), num_retries)
         atexit.register(self.stop)
 
     def stop(self) -> None:
-        """Stop every member, remove everything the cluster created, release its ports. Safe to call twice."""
+        """Stop every member, remove everything the cluster created, release its ports. Safe to call twice.
+
+        One member failing to stop does not spare the others: each is stopped and removed,
+        then the first error is raised. In a forked child this does nothing at all.
+        """
+        if self._owner_pid is not None and self._owner_pid != os.getpid():
+            return
         members, self._members = self._members, []
         self._paused = set()
         try:
-            # SIGKILL, not SIGTERM: the data is thrown away, and a clean exit costs a cluster
-            # member its request timeout (5.5 s measured with all stopping at once, ~1 s one by
-            # one) waiting to hand leadership to peers that are leaving too.
-            for member in members:
-                member.kill()
-            for member in members:
-                member.discard(self._stop_grace)
+            _discard_all(members, self._stop_grace)
         finally:
             self._client_tls, self._ssl_contexts = [], []
             self._release_ports()
+            self._owner_pid = None
             atexit.unregister(self.stop)
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -402,12 +405,11 @@ class EtcdCluster(StartStopContext):
             self._wait_all_ready(deadline)
             self.leader(timeout=max(0.05, deadline - time.monotonic()))
         except BaseException:
-            for member in members:
-                member.kill()  # the data goes with it: no need for a clean exit (see stop())
-            for member in members:
-                member.discard(self._stop_grace)
-            for record in records[len(members) :]:
-                record.remove()
+            try:
+                _discard_all(members, self._stop_grace)
+            finally:
+                for record in records[len(members) :]:
+                    record.remove()
             self._members, self._client_tls, self._ssl_contexts, self._paused = [], [], [], set()
             self._release_ports()
             raise
@@ -431,6 +433,27 @@ class EtcdCluster(StartStopContext):
         reservation = reserve_port(self._host)
         self._reservations.append(reservation)
         return reservation
+
+
+def _discard_all(members: list[MemberProcess], grace: float) -> None:
+    """Kill and remove every member, even when one fails; then raise the first error."""
+    errors: list[BaseException] = []
+    # SIGKILL, not SIGTERM: the data is thrown away, and a clean exit costs a cluster
+    # member its request timeout (5.5 s measured with all stopping at once, ~1 s one by
+    # one) waiting to hand leadership to peers that are leaving too.
+    for stopping in (True, False):
+        for member in members:
+            if not member.owned_here:
+                continue
+            try:
+                if stopping:
+                    member.kill()
+                else:
+                    member.discard(grace)
+            except Exception as error:  # collected: the first is raised once every member is gone
+                errors.append(error)
+    if errors:
+        raise errors[0]
 
 
 def _named(error: EtcdStartError, index: int, name: str) -> EtcdStartError:

@@ -107,3 +107,48 @@ class MemberCommand:
             ]  # fmt: skip
         argv += list(self.extra_args)
         return argv
+
+
+#: The etcd flags etcd_env decides, and what to use instead of overriding them in ``extra_args``.
+_MANAGED_FLAGS = {
+    "name": "nothing: etcd_env names each member uniquely, which is how it finds them",
+    "data-dir": "the data_dir option",
+    "wal-dir": "the data_dir option",
+    "listen-client-urls": "the host and client_port options",
+    "advertise-client-urls": "the host and client_port options",
+    "listen-peer-urls": "the host and peer_port options",
+    "initial-advertise-peer-urls": "the host and peer_port options",
+    "initial-cluster": "EtcdCluster(members=N)",
+    "initial-cluster-token": "nothing: each server or cluster gets its own token",
+    "initial-cluster-state": "nothing: etcd_env always starts a new cluster",
+    "heartbeat-interval": "the heartbeat_ms option",
+    "election-timeout": "the election_ms option",
+    "enable-v2": "the enable_v2 option",
+    "cert-file": "tls=True",
+    "key-file": "tls=True",
+    "trusted-ca-file": "tls=True",
+    "client-cert-auth": "tls=True",
+    "peer-cert-file": "tls=True",
+    "peer-key-file": "tls=True",
+    "peer-trusted-ca-file": "tls=True",
+    "peer-client-cert-auth": "tls=True",
+}
+
+
+def check_extra_args(extra_args: Sequence[str]) -> tuple[str, ...]:
+    """``extra_args`` as a tuple, refusing any that would override a flag etcd_env manages.
+
+    An override would not just be ignored: a second ``--data-dir`` puts etcd's data
+    where nothing removes it, a second ``--listen-client-urls`` serves where
+    readiness never looks (or on every interface).
+    """
+    if isinstance(extra_args, str):
+        raise TypeError(f"extra_args must be a list of arguments, not the string {extra_args!r}")
+    for arg in extra_args:
+        if not arg.startswith("-"):
+            continue
+        flag = arg.lstrip("-").split("=", 1)[0]  # Go accepts -flag, --flag and --flag=value
+        if flag in _MANAGED_FLAGS:
+            given = arg.split("=", 1)[0]
+            raise ValueError(f"extra_args may not set {given}: etcd_env manages it; use {_MANAGED_FLAGS[flag]}.")
+    return tuple(extra_args)

@@ -31,6 +31,10 @@ class PortBusyError(EtcdEnvError, OSError):
     """A port that was asked for explicitly is taken."""
 
 
+class HostNotLocalError(EtcdEnvError, OSError):
+    """The host to listen on is not an address of this machine."""
+
+
 class PortExhaustedError(EtcdEnvError, RuntimeError):
     """No free port could be reserved in the allowed range."""
 

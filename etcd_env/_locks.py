@@ -4,11 +4,20 @@ Every lock etcd_env takes means "a live process holds this": a port reservation,
 server's owner lock, the shell's state. That is true of ``flock`` only. filelock >=
 3.16 can silently fall back to a marker-file "soft" lock where flock is missing,
 and a soft lock outlives a crashed holder; it is refused here, once for all locks.
+
+A flock belongs to an open file description, which a forked child shares: the
+child's unlock (a finalizer at its exit is enough) would drop its parent's lock.
+Recent filelock forgets held locks in a forked child; for older ones the
+descriptor is pointed at /dev/null in the child, so whatever the child does to
+it never reaches the parent's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
+import weakref
 from pathlib import Path
 
 from filelock import UnixFileLock
@@ -18,7 +27,25 @@ LOCK_OPTIONS: dict[str, object] = {"thread_local": False}
 if "fallback_to_soft" in inspect.signature(UnixFileLock.__init__).parameters:
     LOCK_OPTIONS["fallback_to_soft"] = False
 
+_locks: weakref.WeakSet[UnixFileLock] = weakref.WeakSet()
+
 
 def kernel_lock(path: Path, *, timeout: float = 0) -> UnixFileLock:
     """A flock on ``path``; ``timeout=0`` makes acquire() fail at once when another process holds it."""
-    return UnixFileLock(str(path), timeout=timeout, **LOCK_OPTIONS)  # type: ignore[arg-type]
+    lock = UnixFileLock(str(path), timeout=timeout, **LOCK_OPTIONS)  # type: ignore[arg-type]
+    _locks.add(lock)
+    return lock
+
+
+def _detach_inherited_locks() -> None:
+    for lock in list(_locks):
+        fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+        if not isinstance(fd, int):
+            continue  # not held, or filelock already forgot it in this child
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd)
+            os.close(null)
+
+
+os.register_at_fork(after_in_child=_detach_inherited_locks)

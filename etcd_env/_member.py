@@ -6,11 +6,12 @@ owns nothing it did not create: ports are reserved and released by the caller.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +19,14 @@ from typing import Any
 
 from ._binary import EtcdBinary, check_binary, resolve_binary
 from ._command import MemberCommand
-from ._errors import EtcdStartError
+from ._errors import EtcdStartError, ForeignListenerError, HostNotLocalError
 from ._process import StdStream, log_tail, spawn, terminate, wait_exit
 from ._readiness import ReadinessCheck
 from ._registry import ServerRecord, reap
 
 logger = logging.getLogger("etcd_env")
 
-_WATCHDOG = str(Path(__file__).with_name("_watchdog.py"))
+_FOREIGN_EXIT_WAIT = 3.0
 
 
 class MemberProcess:
@@ -48,8 +49,6 @@ class MemberProcess:
         self._log_path = log_path or record.log_path
         self._info = info or {}
         self.process: subprocess.Popen[bytes] | None = None
-        self._watchdog: subprocess.Popen[bytes] | None = None
-        self._watchdog_pipe: int | None = None
 
     @property
     def log_path(self) -> Path:
@@ -72,13 +71,18 @@ class MemberProcess:
     def launch(self) -> None:
         if self.running:
             raise RuntimeError(f"member {self.command.name} is already running")
+        watchdog = self.record.watchdog
+        # Said before the spawn: an owner dying inside it leaves the watchdog looking for the name.
+        watchdog.spawning()
         self.process = spawn(self.command.argv(), log_path=self._log_path, stderr=self._stderr)
+        watchdog.spawned(self.process.pid)
         self.record.write_info(
             {
                 **self._info,
                 "name": self.command.name,
                 "pid": self.process.pid,
                 "owner_pid": os.getpid(),
+                "watchdog_pid": watchdog.pid,
                 "client_url": self.command.client_url,
                 "peer_url": self.command.peer_url,
                 "data_dir": str(self.command.data_dir),
@@ -87,41 +91,23 @@ class MemberProcess:
                 "started_at": time.time(),
             }
         )
-        self._start_watchdog(self.process.pid)
-
-    def _start_watchdog(self, pgid: int) -> None:
-        self._close_watchdog(stopped_cleanly=True)
-        read_end, write_end = os.pipe()
-        try:
-            self._watchdog = subprocess.Popen(
-                [sys.executable, "-I", "-S", _WATCHDOG, str(read_end), str(pgid), self.command.name]
-                + [str(path) for path in [*self._removable, self.record.root]],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(read_end,),
-                start_new_session=True,
-            )
-        finally:
-            os.close(read_end)
-        self._watchdog_pipe = write_end
-
-    def _close_watchdog(self, *, stopped_cleanly: bool) -> None:
-        if self._watchdog_pipe is not None:
-            if stopped_cleanly:
-                os.write(self._watchdog_pipe, b"x")
-            os.close(self._watchdog_pipe)
-            self._watchdog_pipe = None
-        if self._watchdog is not None:
-            if not wait_exit(self._watchdog, 5):
-                self._watchdog.kill()
-                self._watchdog.wait()
-            self._watchdog = None
 
     def wait_ready(self, check: ReadinessCheck, deadline: float) -> None:
         if self.process is None:
             raise RuntimeError("launch() first")
-        check.wait(self.process, deadline, self.log_tail)
+        try:
+            check.wait(self.process, deadline, self.log_tail)
+        except ForeignListenerError:
+            # Another user's program (outside our port locks) may have bound our port first:
+            # then our etcd exits saying so, and that exit, not the stranger, is the error,
+            # which the port-clash retry understands. Go's start takes ~20 ms; allow for load.
+            if not wait_exit(self.process, _FOREIGN_EXIT_WAIT):
+                raise
+            raise EtcdStartError(
+                f"etcd exited with code {self.process.returncode} while another program answered on its port",
+                returncode=self.process.returncode,
+                log_tail=self.log_tail(),
+            ) from None
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -139,11 +125,17 @@ class MemberProcess:
             return None
         return terminate(self.process, grace=grace)
 
+    @property
+    def owned_here(self) -> bool:
+        """Whether this process started the member (False in a forked child, which must not touch it)."""
+        return self.record.watchdog.owned_here
+
     def discard(self, grace: float = 5.0) -> None:
         """Stop etcd and remove everything this member created. Safe to call twice."""
+        if not self.owned_here:
+            return
         self.terminate(grace)
         self.record.remove(self._removable)
-        self._close_watchdog(stopped_cleanly=True)
 
 
 def binary_for_start(
@@ -179,3 +171,31 @@ def retry_on_port_clash(start_once: Callable[[], None], num_retries: int, *, fre
                 continue
             raise
         return
+
+
+def check_local_host(host: str) -> None:
+    """Refuse a ``host`` that names no address of this machine, before any port is looked at.
+
+    Otherwise every port probe fails to bind and the start ends in "no free port",
+    which sends the user after the wrong cause.
+    """
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError) as error:
+        raise HostNotLocalError(
+            f"host {host!r} does not resolve ({error}). Pass an address of this machine, e.g. 127.0.0.1."
+        ) from None
+    for address in sorted(addresses):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address, 0))
+            except OSError as error:
+                if error.errno == errno.EADDRNOTAVAIL:
+                    continue
+                raise
+            return
+    raise HostNotLocalError(
+        f"host {host!r} ({', '.join(sorted(addresses))}) is not an address of this machine, so etcd "
+        "cannot listen on it. Pass a local address: 127.0.0.1 (the default), ::1, or one of this machine's own."
+    )

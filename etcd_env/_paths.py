@@ -2,12 +2,20 @@
 
 Everything lives under one directory per user (mode 0700) below the system temp
 dir, or ``$ETCD_ENV_STATE_DIR``. A directory that exists but is owned by someone
-else, or readable by others, is refused: in a shared /tmp that is how another
-user would plant lock files or read a server's keys.
+else is refused: in a shared /tmp that is how another user would plant lock
+files or read a server's keys. So is a symbolic link in its place (another user
+could point it at a directory of yours, which we would then chmod and fill), and
+a directory whose parent lets others swap it for one (writable, not sticky).
+Each private directory is opened with ``O_NOFOLLOW`` and checked and chmod'ed
+through that descriptor, never through its name, as ssh-agent and systemd treat
+runtime directories. Inside a verified 0700 directory only we can add or swap
+entries, so what lies below it is safe to reach by name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -26,23 +34,49 @@ def state_root(environ: os._Environ[str] | dict[str, str] | None = None) -> Path
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) as 0700, or check that it already is private and ours."""
+    """Create ``path`` (and parents) as 0700, or check that it already is private and ours.
+
+    ``path`` itself must be a real directory, not a symbolic link: see the module docstring.
+    """
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = path.stat()
+        path.parent.mkdir(parents=True, exist_ok=True)  # the caller's own path: links there are theirs
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)  # at a planted link mkdir fails (EEXIST); it never follows one
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
+        if error.errno == errno.ELOOP or path.is_symlink():
+            raise StateDirError(
+                f"{path} is a symbolic link, and etcd_env never follows one to its private directories "
+                "(another user could plant it to make us use, and chmod, a directory of their choosing). "
+                f"Remove the link, or set {STATE_DIR_VAR} to a real directory of your own."
+            ) from None
         raise StateDirError(
             f"cannot create the private directory {path}: {error.strerror}. "
             f"Set {STATE_DIR_VAR} to a directory you can write, or fix its permissions."
         ) from error
+    try:
+        _check_private(path, fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _check_private(path: Path, fd: int) -> None:
+    info = os.fstat(fd)
     if info.st_uid != os.getuid():
         raise StateDirError(
             f"{path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}); "
             f"refusing to use it. Remove it or set {STATE_DIR_VAR} to a directory of your own."
         )
+    parent = path.parent.stat()
+    if parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
+        raise StateDirError(
+            f"{path.parent} is writable by every user and not sticky, so anyone could replace {path} "
+            f"after it was checked. Set {STATE_DIR_VAR} to a directory inside one only you can write."
+        )
     if stat.S_IMODE(info.st_mode) & 0o077:
         try:
-            path.chmod(0o700)
+            os.fchmod(fd, 0o700)  # through the descriptor just checked, never through the name
         except OSError as error:
             raise StateDirError(
                 f"{path} is readable by other users and cannot be made private: {error.strerror}. "
@@ -50,7 +84,6 @@ def private_dir(path: Path) -> Path:
             ) from error
     if not os.access(path, os.W_OK | os.X_OK):
         raise StateDirError(f"{path} is not writable by you. Set {STATE_DIR_VAR} to a directory you can write.")
-    return path
 
 
 def _sub(name: str, root: Path | None) -> Path:
@@ -84,7 +117,16 @@ def writable_dir(path: Path, *, what: str, fix: str) -> bool:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Readers of ``path`` see the old text or the new, never half of it: write beside it, then rename."""
+    """Readers of ``path`` see the old text or the new, never half of it: write beside it, then rename.
+
+    A failed write (a full disk) leaves no scratch file behind.
+    """
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    scratch.write_text(text)
-    scratch.replace(path)
+    try:
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(fd, "w", encoding="utf-8") as scratch_file:
+            scratch_file.write(text)
+        scratch.replace(path)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise

@@ -138,8 +138,9 @@ def spawn(
     if die_with_parent:
         setpriv = _setpriv()
         if setpriv is not None:
-            # Unlike the preexec_fn, setpriv cannot re-check the parent after prctl: an owner
-            # dying in the ~0.5 ms before setpriv's prctl leaves etcd to the reaper.
+            # Unlike the preexec_fn, setpriv cannot re-check the parent after prctl: an etcd whose
+            # owner died before setpriv's prctl is found by name and killed by the watchdog,
+            # which was told a spawn is in flight (_watchdog.py).
             command = [setpriv, "--pdeathsig", "KILL", "--", *command]
         else:
             preexec = _death_signal_setter()

@@ -68,11 +68,18 @@ class HttpHealthCheck:
             )
         return status == 200 and answer.get("health") in ("true", True)
 
-    def _served_by_member(self, timeout: float) -> bool:
-        if self.v2:
-            status, body = self._request("GET", "/v2/stats/self", timeout)
-            return status == 200 and json.loads(body).get("name") == self.member_name
-        status, body = self._request("POST", "/v3/cluster/member/list", timeout, body=b"{}")
+    def _served_by_member(self, timeout: float) -> bool | None:
+        """Whether the healthy listener is our member; None if it went away before answering."""
+        try:
+            if self.v2:
+                status, body = self._request("GET", "/v2/stats/self", timeout)
+                return status == 200 and json.loads(body).get("name") == self.member_name
+            status, body = self._request("POST", "/v3/cluster/member/list", timeout, body=b"{}")
+        except (ConnectionRefusedError, ConnectionResetError, TimeoutError, http.client.RemoteDisconnected):
+            # Another user's etcd on our port can stop between the two requests: look again.
+            return None
+        except ValueError:
+            return False
         members = json.loads(body).get("members", []) if status == 200 else []
         return any(member.get("name") == self.member_name for member in members)
 
@@ -93,11 +100,13 @@ class HttpHealthCheck:
                     log_tail=log_tail(),
                 )
             if self.healthy_once(min(remaining, 0.5)):
-                break
+                served = self._served_by_member(max(0.5, deadline - time.monotonic()))
+                if served:
+                    return
+                if served is False:
+                    raise ForeignListenerError(
+                        f"{self.client_url} is healthy but is not served by member {self.member_name!r}: "
+                        "another etcd is listening on this port.",
+                        log_tail=log_tail(),
+                    )
             time.sleep(min(self.interval, max(0.0, deadline - time.monotonic())))
-        if not self._served_by_member(max(0.5, deadline - time.monotonic())):
-            raise ForeignListenerError(
-                f"{self.client_url} is healthy but is not served by member {self.member_name!r}: "
-                "another etcd is listening on this port.",
-                log_tail=log_tail(),
-            )

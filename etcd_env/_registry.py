@@ -5,6 +5,11 @@ lock file ``servers/<name>.lock`` held by its owner for the server's whole life.
 The lock lives beside the directory, not in it, and is taken before the
 directory exists, so a reaper can never remove a directory whose owner is still
 setting it up. A lock nobody holds means the owner is dead: the kernel dropped it.
+
+A record's watchdog is armed before its lock file or directory exist, so an
+owner that dies at any point leaves them to the watchdog, which removes the lock
+file last. A reaper still reclaims what a watchdog could not (one killed with
+its owner): a directory, a lock file, or both, under a name no live owner holds.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from filelock import Timeout, UnixFileLock
 
+from ._guard import Watchdog
 from ._locks import kernel_lock
 from ._paths import private_dir, servers_dir, write_atomically
 from ._process import command_line, pid_alive, wait_gone
@@ -32,26 +38,29 @@ LOG_FILE = "etcd.log"
 class ServerRecord:
     """A server's private directory, held by its owner."""
 
-    def __init__(self, name: str, root: Path, lock: UnixFileLock) -> None:
+    def __init__(self, name: str, root: Path, lock: UnixFileLock, watchdog: Watchdog) -> None:
         self.name = name
         self.root = root
         self._lock = lock
+        self.watchdog = watchdog
 
     @classmethod
     def create(cls, name: str, directory: Path | None = None) -> ServerRecord:
         parent = directory or servers_dir()
-        lock = kernel_lock(parent / f"{name}.lock")
+        root, lock_path = parent / name, parent / f"{name}.lock"
+        watchdog = Watchdog.arm(name, [root, lock_path])
         try:
-            # A reaper may hold a fresh name's lock for a moment while it looks; wait that out.
-            lock.acquire(timeout=2.0)
-        except Timeout:
-            raise RuntimeError(f"a live server named {name!r} already exists") from None
-        try:
-            root = private_dir(parent / name)
+            lock = _acquire_record_lock(lock_path, name)
         except BaseException:
-            lock.release(force=True)
+            watchdog.stop()
             raise
-        return cls(name, root, lock)
+        try:
+            root = private_dir(root)
+        except BaseException:
+            _unlink_and_release(lock)
+            watchdog.stop()
+            raise
+        return cls(name, root, lock, watchdog)
 
     @property
     def log_path(self) -> Path:
@@ -65,12 +74,53 @@ class ServerRecord:
         write_atomically(self.root / INFO_FILE, json.dumps(info, indent=1))
 
     def remove(self, extra: list[Path] | None = None) -> None:
+        """Remove the record, ``extra`` paths and the lock file; only in the process that created it."""
+        if not self.watchdog.owned_here:
+            return  # a forked child: the parent's files and lock are not its to touch
         for path in extra or []:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)
         if self._lock.is_locked:
-            Path(self._lock.lock_file).unlink(missing_ok=True)
-            self._lock.release(force=True)
+            _unlink_and_release(self._lock)
+        self.watchdog.stop()
+
+
+def _acquire_record_lock(lock_path: Path, name: str) -> UnixFileLock:
+    """The owner lock of a fresh name, on the lock file that is really at ``lock_path``.
+
+    A reaper that finds a lock file without a directory removes it while holding it. An
+    owner that opened the file before that removal would then hold a lock on a file
+    nobody else can see, so the lock is taken again until the file held is the file there.
+    """
+    deadline = time.monotonic() + 2.0
+    while True:
+        lock = kernel_lock(lock_path)
+        try:
+            # A reaper may hold a fresh name's lock for a moment while it looks; wait that out.
+            lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        except Timeout:
+            raise RuntimeError(f"a live server named {name!r} already exists") from None
+        if _holds_file_at(lock, lock_path):
+            return lock
+        lock.release(force=True)
+
+
+def _holds_file_at(lock: UnixFileLock, path: Path) -> bool:
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if not isinstance(fd, int):
+        return True  # filelock hides the descriptor: the file exists, and names are unique
+    held = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _unlink_and_release(lock: UnixFileLock) -> None:
+    # Unlinked while held, so no one can take the name's lock between the two.
+    Path(lock.lock_file).unlink(missing_ok=True)
+    lock.release(force=True)
 
 
 @dataclass(frozen=True)
@@ -85,7 +135,8 @@ class Leftover:
 
     def describe(self) -> str:
         state = f"etcd pid {self.pid} still running" if self.running else "no etcd running"
-        return f"{self.name}: {state}; directory {self.root}"
+        where = f"directory {self.root}" if self.root.exists() else "only its lock file is left"
+        return f"{self.name}: {state}; {where}"
 
 
 def _read_info(root: Path) -> dict[str, Any]:
@@ -109,8 +160,7 @@ def _etcd_running(info: dict[str, Any]) -> int | None:
 def _find_by_name(name: str) -> int | None:
     """The etcd started with ``--name name``, for a record whose owner died before writing its pid.
 
-    That is an owner killed in the instant between spawning etcd and setpriv's prctl,
-    when neither the death signal nor the watchdog is in place yet.
+    The watchdog looks for it the same way; this is for when the watchdog died too.
     """
     marker = b"--name\0" + name.encode() + b"\0"
     try:
@@ -137,20 +187,19 @@ def _names(directory: Path) -> set[str]:
 
 
 def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> list[Leftover]:
-    """Servers whose owner died without stopping them. Nothing is changed."""
+    """Servers whose owner died without stopping them: a directory, a lock file or both. Nothing is changed."""
     parent = directory or servers_dir()
     found: list[Leftover] = []
     now = time.time()
     for name in sorted(_names(parent)):
         lock_path = parent / f"{name}.lock"
         root = parent / name
-        if not root.exists():
-            continue
         try:
-            if now - root.stat().st_mtime < min_age:
+            if now - max(path.stat().st_mtime for path in (root, lock_path) if path.exists()) < min_age:
                 continue
-        except OSError:
+        except (OSError, ValueError):  # removed meanwhile, by its watchdog or another reaper
             continue
+        had_lock_file = lock_path.exists()
         lock = kernel_lock(lock_path)
         try:
             lock.acquire()
@@ -162,7 +211,10 @@ def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> li
             created = [Path(p) for p in info.get("created_data_dirs", []) if isinstance(p, str)]
             found.append(Leftover(name, root, pid, pid is not None, tuple(created)))
         finally:
-            lock.release(force=True)
+            if had_lock_file:
+                lock.release(force=True)
+            else:  # looking must not leave a lock file that was not there
+                _unlink_and_release(lock)
     return found
 
 
@@ -184,10 +236,11 @@ def reap(directory: Path | None = None) -> list[Leftover]:
             for data_dir in leftover.data_dirs:
                 shutil.rmtree(data_dir, ignore_errors=True)
             shutil.rmtree(leftover.root, ignore_errors=True)
-            Path(lock.lock_file).unlink(missing_ok=True)
+            _unlink_and_release(lock)
             reclaimed.append(leftover)
         finally:
-            lock.release(force=True)
+            if lock.is_locked:
+                lock.release(force=True)
     return reclaimed
 
 

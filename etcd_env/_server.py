@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._binary import EtcdBinary
 from ._client import client_environment, python_etcd_client
-from ._command import SINGLE_MEMBER_TIMERS, MemberCommand
+from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
 from ._lifecycle import StartStopContext
-from ._member import MemberProcess, binary_for_start, retry_on_port_clash
+from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_port_clash
 from ._paths import servers_dir, writable_dir
 from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._process import StdStream
@@ -64,7 +65,7 @@ class EtcdServer(StartStopContext):
         self._client_port_arg = client_port
         self._peer_port_arg = peer_port
         self._log_file_arg = Path(log_file) if log_file is not None else None
-        self._extra_args = tuple(extra_args)
+        self._extra_args = check_extra_args(extra_args)
         self._enable_v2 = enable_v2
         self._tls_enabled = tls
         self._client_tls: ClientTls | None = None
@@ -74,14 +75,39 @@ class EtcdServer(StartStopContext):
         self._binary: EtcdBinary | None = None
         self._member: MemberProcess | None = None
         self._reservations: list[PortReservation] = []
+        # start() and stop() from different threads: one start at a time, and a stop waits
+        # for a start in progress (then stops what it started) instead of racing it.
+        self._lifecycle = threading.Lock()
+        self._owner_pid: int | None = None
 
     # -- the reference's API ---------------------------------------------------------
 
     def start(self, timeout: float = 60, num_retries: int = 3, stderr: StdStream = None) -> None:
         """Start etcd and return once it serves. Retries with fresh ports only on a port clash."""
+        if not self._lifecycle.acquire(blocking=False):
+            raise RuntimeError("this EtcdServer is being started or stopped by another thread; start() it once")
+        try:
+            self._start(timeout, num_retries, stderr)
+        finally:
+            self._lifecycle.release()
+
+    def stop(self) -> None:
+        """Stop etcd, release its ports, remove what etcd_env created. Safe to call twice.
+
+        Only the process that started the server stops it: in a forked child (whose
+        inherited atexit hook calls this too) it does nothing at all.
+        """
+        if self._owner_pid is not None and self._owner_pid != os.getpid():
+            return
+        with self._lifecycle:
+            self._stop()
+
+    def _start(self, timeout: float, num_retries: int, stderr: StdStream) -> None:
         if self._member is not None:
             raise RuntimeError("this EtcdServer is already started; stop() it first")
+        self._owner_pid = os.getpid()  # from here on, a forked child's stop() leaves it alone
         deadline = time.monotonic() + timeout
+        check_local_host(self._host)
         binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
         material = generate_tls(self._host) if self._tls_enabled else None
         explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
@@ -90,8 +116,7 @@ class EtcdServer(StartStopContext):
         )
         atexit.register(self.stop)
 
-    def stop(self) -> None:
-        """Stop etcd, release its ports, remove what etcd_env created. Safe to call twice."""
+    def _stop(self) -> None:
         member, self._member = self._member, None
         try:
             if member is not None:
@@ -99,6 +124,7 @@ class EtcdServer(StartStopContext):
         finally:
             self._client_tls = None  # its files went with the record directory
             self._release_ports()
+            self._owner_pid = None
             atexit.unregister(self.stop)
 
     def get_client(self, **kwargs: Any) -> etcd.Client:
@@ -209,6 +235,8 @@ class EtcdServer(StartStopContext):
                 data_dir = record.default_data_dir
             else:
                 data_dir = self._data_dir_arg
+                if not data_dir.is_dir():  # told before it exists: we die, it goes
+                    record.watchdog.also_remove(data_dir)
                 if writable_dir(data_dir, what="data_dir", fix="Pass a data_dir you can write, or none."):
                     removable.append(data_dir)
             if self._log_file_arg is not None:

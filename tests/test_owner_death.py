@@ -25,7 +25,7 @@ OWNER = """
     peer = server._reservations[1].port
     print(json.dumps({{
         "etcd": server.pid, "client": server.get_port(), "peer": peer,
-        "data": str(server.data_dir), "watchdog": server._member._watchdog.pid,
+        "data": str(server.data_dir), "watchdog": server._member.record.watchdog.pid,
     }}), flush=True)
     {ending}
 """
@@ -58,6 +58,8 @@ def test_owner_death_leaves_nothing(how: str, state_dir: Path) -> None:
     assert_gone(etcd_pid, timeout=2.0)
     wait_until(lambda: not data.exists(), 5.0, f"the data dir {data} should be removed")
     wait_until(lambda: server_dirs(state_dir) == [], 5.0, "no server directory may be left")
+    servers = state_dir / "servers"
+    wait_until(lambda: list(servers.iterdir()) == [], 5.0, "no lock file may be left either")
     for key in ("client", "peer"):
         assert not port_is_reserved(int(started[key])), f"{key} port still reserved"  # type: ignore[call-overload]
     assert find_leftovers() == []
