@@ -13,7 +13,8 @@ from etcd_env import ClusterUnavailableError, EtcdServer, ExistingCluster
 
 @pytest.fixture
 def server(state_dir):
-    with EtcdServer() as running:
+    # An explicit address: an existing cluster knows only its URLs, so it reports 127.0.0.1, not localhost.
+    with EtcdServer(host="127.0.0.1") as running:
         yield running
 
 
