@@ -32,6 +32,7 @@ on a kept-alive connection) and skip the deletes when nothing was written; see
 
 from __future__ import annotations
 
+import http.client
 import re
 import uuid
 from collections.abc import Iterator
@@ -315,6 +316,11 @@ def etcd_namespace_factory(server_fixture: str) -> Any:
         yield namespace
         if not getattr(server, "running", True):
             return  # the test stopped the server on purpose: nothing is left to delete
-        namespace.cleanup()
+        try:
+            namespace.cleanup()
+        except (OSError, http.client.HTTPException) as error:
+            raise RuntimeError(
+                f"{request.fixturename} could not delete {namespace.prefix} on {server.client_url}: {error}"
+            ) from error
 
     return etcd_namespace_fixture
