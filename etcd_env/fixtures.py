@@ -25,9 +25,9 @@ Which fixtures isolate one test from another:
 - a plain *client* (``etcd_client_factory``, the plugin's ``etcd_client``) isolates
   nothing: what one test writes, the next one reads.
 
-On a server the process started itself, both kinds ask etcd its raft index (one request
-on a kept-alive connection) and skip the deletes when nothing was written; see
-``benchmarks/isolation.py`` for what that costs per test.
+On a server the process started itself, both kinds first read (on one kept-alive
+connection) whether anything is there, and send deletes only for what is: a test that
+wrote nothing costs two local reads. See ``benchmarks/isolation.py`` for the figures.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def keyspace_tracker(config: pytest.Config, server: ServerLike) -> KeyspaceTrack
     if known is not None:
         known[1].close()  # a server that is gone, whose id was reused
     context = server.tls.ssl_context() if server.tls is not None else None
-    tracker = KeyspaceTracker(server.client_url, context, track_writes=isinstance(server, EtcdServer))
+    tracker = KeyspaceTracker(server.client_url, context, look_first=isinstance(server, EtcdServer))
     trackers[id(server)] = (server, tracker)
     return tracker
 
@@ -234,8 +234,8 @@ def etcd_client_factory(server_fixture: str, scope: Any = "function") -> Any:
 def etcd_clean_client_factory(server_fixture: str) -> Any:
     """A fixture giving a client on an empty key space (v2 and v3), on a server this process started.
 
-    The key space is emptied before the test when anything was written since it was last
-    emptied. An existing cluster is refused: its keys are not ours to delete.
+    Before the test, every v2 and v3 key there is deleted (two reads when there is none).
+    An existing cluster is refused: its keys are not ours to delete.
     """
 
     @pytest.fixture
@@ -285,7 +285,7 @@ class EtcdNamespace:
         tracker = self.tracker
         if tracker is None:
             context = self.server.tls.ssl_context() if self.server.tls is not None else None
-            tracker = KeyspaceTracker(self.server.client_url, context, track_writes=False)
+            tracker = KeyspaceTracker(self.server.client_url, context, look_first=False)
         try:
             return tracker.delete([self.prefix, *self.torch_paths, *self.extra_paths], [self.prefix])
         finally:

@@ -11,8 +11,8 @@ checkout on ``PYTHONPATH``) with ``-p etcd_env.pytest_plugin``. The fixtures:
   whose keys are deleted after it; safe on a shared cluster, and what xdist workers
   sharing one cluster use;
 - ``etcd_clean_client``: **isolated**: a client on an empty key space (every v2 and v3
-  key deleted before the test when anything was written since); only on a server the
-  plugin started, never on an existing cluster;
+  key deleted before the test); only on a server the plugin started, never on an
+  existing cluster;
 - ``etcd_server_factory``: more servers, each stopped after the test;
 - ``etcd_cluster``: a local 3-member cluster per test.
 
