@@ -45,7 +45,9 @@ TORCH = "torch==2.13.0"
 @nox.session(python=PYTHON, allow_parallel=True)
 def rendezvous_tests(session: nox.Session) -> None:
     """PyTorch elastic's etcd rendezvous (etcd-v2 backend, EtcdStore, v1 handler, torchrun) on a managed etcd."""
-    session.install(TORCH, "-e", ".[bin,test]")
+    # PyTorch's own etcd tests (tests/rendezvous/upstream) import torch.testing._internal, which needs both.
+    session.install(TORCH, "expecttest", "numpy", "-e", ".[bin,test]")
+    session.run("python", "tests/rendezvous/upstream/fetch.py")
     with nox_etcd(session):
         session.run("pytest", "tests/rendezvous", *session.posargs)
 

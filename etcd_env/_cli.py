@@ -18,10 +18,11 @@ from . import _shell
 from ._cli_install import add_install_verbs, install_for_run, which_command
 from ._cluster import EtcdCluster
 from ._environ import ENDPOINTS_VAR, endpoint_environment
-from ._errors import EtcdEnvError
+from ._errors import EtcdEnvError, EtcdStartTimeout
 from ._existing import ExistingCluster
 from ._registry import find_leftovers, live_servers, reap
 from ._server import EtcdServer
+from ._version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -126,10 +127,10 @@ def _run(args: argparse.Namespace) -> int:
     server: EtcdServer | EtcdCluster
     shaping = _server_shaping_options(args)
     if args.endpoints:
-        return _run_on_existing(args.endpoints, shaping, command)
+        return _run_on_existing(args.endpoints, "--endpoints", shaping, command)
     inherited = os.environ.get(ENDPOINTS_VAR, "").strip()
     if inherited and not shaping:
-        return _run_on_existing(inherited, shaping, command)
+        return _run_on_existing(inherited, f"${ENDPOINTS_VAR}", shaping, command)
     if inherited:
         # Options given on this command line are more deliberate than a variable inherited from
         # a surrounding `etcd-env run` or nox session: start what they describe, and say so.
@@ -172,7 +173,7 @@ def _server_shaping_options(args: argparse.Namespace) -> list[str]:
     return [flag for flag, present in given if present]
 
 
-def _run_on_existing(endpoints: str, shaping: list[str], command: list[str]) -> int:
+def _run_on_existing(endpoints: str, source: str, shaping: list[str], command: list[str]) -> int:
     """Nothing is started: the command gets the existing cluster's variables, after a health check."""
     if shaping:
         print(
@@ -183,7 +184,7 @@ def _run_on_existing(endpoints: str, shaping: list[str], command: list[str]) -> 
         )
         return 2
     try:
-        existing = ExistingCluster(endpoints)
+        existing = ExistingCluster(endpoints, source=source)
         existing.start()
     except ValueError as error:  # a malformed URL list: the user's input, said plainly
         print(f"etcd-env run: {error}", file=sys.stderr)
@@ -204,7 +205,11 @@ def _reap(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    state, started = _shell.up(binary=args.binary, host=args.host, port=args.port, timeout=args.timeout)
+    if args.members < 1 or (args.members > 1 and args.port is not None):
+        args.usage_parser.error("--members must be 1 or more, and --port names one client port: not with --members")
+    state, started = _shell.up(
+        binary=args.binary, host=args.host, port=args.port, timeout=args.timeout, members=args.members, tls=args.tls
+    )
     print(f"{'started' if started else 'already up'}: {state.describe()}")
     print('point this shell at it: eval "$(etcd-env env)"   stop it: etcd-env down')
     return 0
@@ -248,7 +253,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     return _shell.serve(
-        directory=Path(args.state_dir), binary=args.binary, host=args.host, port=args.port, timeout=args.timeout
+        directory=Path(args.state_dir),
+        binary=args.binary,
+        host=args.host,
+        port=args.port,
+        timeout=args.timeout,
+        members=args.members,
+        tls=args.tls,
     )
 
 
@@ -266,8 +277,18 @@ def _port_number(text: str) -> int:
     return port
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--members", type=int, default=1, help="start a local cluster of N members (default 1); all are exported"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="serve https with a throwaway CA; ETCDCTL_CACERT etc. exported"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcd-env", description="A managed etcd for test runs.")
+    parser.add_argument("--version", action="version", version=f"etcd-env {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     which = verbs.add_parser("which", help="show the etcd that would run, its version and pin")
@@ -278,10 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser("run", help="start etcd, run a command with its endpoint exported, stop etcd")
     _add_server_options(run)
-    run.add_argument(
-        "--members", type=int, default=1, help="start a local cluster of N members (default 1); all are exported"
-    )
-    run.add_argument("--tls", action="store_true", help="serve https with a throwaway CA; ETCDCTL_CACERT etc. exported")
+    _add_cluster_options(run)
     run.add_argument(
         "--endpoints",
         help=f"use this existing cluster (comma-separated client URLs; default ${ENDPOINTS_VAR}): nothing is started",
@@ -297,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     starter = verbs.add_parser("up", help="start a detached etcd that outlives this shell (idempotent)")
     _add_server_options(starter)
+    _add_cluster_options(starter)
     starter.set_defaults(handler=_up)
 
     status = verbs.add_parser("status", help="show the detached etcd and this user's live servers")
@@ -310,19 +329,46 @@ def build_parser() -> argparse.ArgumentParser:
     stopper = verbs.add_parser("down", help="stop the detached etcd")
     stopper.set_defaults(handler=_down)
 
-    # The supervisor `up` starts; not for people, so not listed.
-    serve = verbs.add_parser(_shell.SERVE_VERB)
-    _add_server_options(serve)
-    serve.add_argument("--state-dir", required=True)
-    serve.set_defaults(handler=_serve)
+    for verb, sub in verbs.choices.items():
+        sub.set_defaults(usage_parser=sub, verb=verb)
     return parser
 
 
+def _serve_parser() -> argparse.ArgumentParser:
+    """The supervisor `up` starts: not for people, so kept out of the usage and the verb choices."""
+    serve = argparse.ArgumentParser(prog=f"etcd-env {_shell.SERVE_VERB}")
+    _add_server_options(serve)
+    _add_cluster_options(serve)
+    serve.add_argument("--state-dir", required=True)
+    serve.set_defaults(handler=_serve, usage_parser=serve, verb=_shell.SERVE_VERB)
+    return serve
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    if argv[:1] == [_shell.SERVE_VERB]:
+        return _serve_parser().parse_args(argv[1:])
+    args, extras = build_parser().parse_known_args(argv)
+    if extras:
+        # Said with the verb's own usage, not the top-level one (argparse's default for subcommands).
+        usage_parser: argparse.ArgumentParser = args.usage_parser
+        usage_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _timeout_hint(args: argparse.Namespace, error: EtcdStartTimeout) -> str:
+    """The timeout said in the CLI's words: the flag to raise, not the API call underneath."""
+    message = f"etcd was not healthy within --timeout {args.timeout:g} s; pass a longer --timeout, or see etcd's log"
+    return f"{message} below for why it is stuck\n--- last lines of etcd's log ---\n{error.log_tail}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
     handler: Handler = args.handler
     try:
         return handler(args)
+    except EtcdStartTimeout as error:
+        print(f"etcd-env {args.verb}: {_timeout_hint(args, error)}", file=sys.stderr)
+        return 1
     except EtcdEnvError as error:
         print(f"etcd-env: {error}", file=sys.stderr)
         return 1

@@ -42,6 +42,8 @@ class MemberCommand:
     enable_v2: bool = True
     tls: TlsFiles | None = None
     extra_args: Sequence[str] = field(default_factory=tuple)
+    #: Where etcd listens for clients, when more than where it is reached (``localhost``: both loopbacks).
+    listen_client_urls: Sequence[str] = field(default_factory=tuple)
 
     @classmethod
     def single_member(
@@ -56,6 +58,7 @@ class MemberCommand:
         enable_v2: bool = True,
         tls: TlsFiles | None = None,
         extra_args: Sequence[str] = (),
+        listen_client_urls: Sequence[str] = (),
     ) -> MemberCommand:
         """A cluster of one: it is its own initial cluster, and its unique name is the token."""
         return cls(
@@ -71,6 +74,7 @@ class MemberCommand:
             enable_v2=enable_v2,
             tls=tls,
             extra_args=extra_args,
+            listen_client_urls=tuple(listen_client_urls),
         )
 
     def argv(self) -> list[str]:
@@ -78,7 +82,7 @@ class MemberCommand:
             self.binary.path,
             "--name", self.name,
             "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.client_url,
+            "--listen-client-urls", ",".join(self.listen_client_urls or [self.client_url]),
             "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,

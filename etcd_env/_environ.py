@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 # Read.
 BINARY_VAR = "ETCD_ENV_BINARY"
@@ -19,6 +20,9 @@ MIRROR_VAR = "ETCD_ENV_MIRROR"
 # Exported to commands and sessions that use a server.
 ENDPOINT_VAR = "ETCD_ENV_ENDPOINT"
 URL_VAR = "ETCD_ENV_URL"
+# Host and port apart (pifpaf's habit): splitting ETCD_ENV_ENDPOINT on ":" breaks on IPv6.
+HOST_VAR = "ETCD_ENV_HOST"
+PORT_VAR = "ETCD_ENV_PORT"
 ETCDCTL_ENDPOINTS_VAR = "ETCDCTL_ENDPOINTS"
 ETCDCTL_API_VAR = "ETCDCTL_API"
 # Exported for a TLS server or cluster: etcdctl's names for the CA and client certificate.
@@ -31,14 +35,18 @@ def endpoint_environment(client_urls: Sequence[str]) -> dict[str, str]:
     """The variables that point a command at a running server or cluster.
 
     ``ETCD_ENV_ENDPOINT`` is ``host:port`` (what torchrun's ``--rdzv-endpoint``
-    takes); ``ETCD_ENV_ENDPOINTS`` makes a nested etcd_env (the pytest plugin, a
-    nox session) use this server instead of starting its own.
+    takes); ``ETCD_ENV_HOST`` and ``ETCD_ENV_PORT`` are the same apart, the host
+    without IPv6 brackets; ``ETCD_ENV_ENDPOINTS`` makes a nested etcd_env (the pytest
+    plugin, a nox session) use this server instead of starting its own.
     """
     if not client_urls:
         raise ValueError("at least one client URL is needed")
     first = client_urls[0]
+    parts = urlsplit(first)
     return {
         ENDPOINT_VAR: first.split("://", 1)[-1],
+        HOST_VAR: parts.hostname or "",
+        PORT_VAR: str(parts.port or ""),
         URL_VAR: first,
         ENDPOINTS_VAR: ",".join(client_urls),
         ETCDCTL_ENDPOINTS_VAR: ",".join(client_urls),

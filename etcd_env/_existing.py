@@ -30,8 +30,11 @@ if TYPE_CHECKING:
     import etcd
 
 
-def parse_endpoints(raw: str | Sequence[str]) -> list[str]:
-    """Client URLs from ``"http://h:p,https://h2:p2"`` or a list; a bare ``host:port`` means http."""
+def parse_endpoints(raw: str | Sequence[str], source: str = f"${ENDPOINTS_VAR}") -> list[str]:
+    """Client URLs from ``"http://h:p,https://h2:p2"`` or a list; a bare ``host:port`` means http.
+
+    ``source`` names where the text came from (a flag, an ini key, the variable), for the error.
+    """
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     urls: list[str] = []
     for item in (part.strip() for part in items):
@@ -45,12 +48,12 @@ def parse_endpoints(raw: str | Sequence[str]) -> list[str]:
             port = None
         if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
             raise ValueError(
-                f"{item!r} is not an etcd client URL: expected http://HOST:PORT or https://HOST:PORT "
-                f"(comma-separated in {ENDPOINTS_VAR})"
+                f"{item!r} (from {source}) is not an etcd client URL: expected http://HOST:PORT or "
+                "https://HOST:PORT, comma-separated"
             )
         urls.append(url.rstrip("/"))
     if not urls:
-        raise ValueError(f"no etcd endpoints given: pass some, or set {ENDPOINTS_VAR}=http://HOST:PORT[,...]")
+        raise ValueError(f"no etcd endpoints in {source}: give http://HOST:PORT[,...]")
     return urls
 
 
@@ -68,8 +71,16 @@ class ExistingCluster(StartStopContext):
         *,
         tls: ClientTls | None = None,
         environ: Mapping[str, str] | None = None,
+        source: str | None = None,
     ) -> None:
+        """``source`` names where ``endpoints`` came from (``--endpoints``, ini ``etcd_endpoints``...), for errors."""
         self._endpoints_arg = endpoints
+        if source is not None:
+            self._source = source
+        elif endpoints is None:
+            self._source = f"${ENDPOINTS_VAR}"
+        else:
+            self._source = "the endpoints given to ExistingCluster"
         self._environ = environ
         self._tls_arg = tls
         self._tls: ClientTls | None = None
@@ -83,12 +94,12 @@ class ExistingCluster(StartStopContext):
 
     def _configured_urls(self) -> list[str]:
         if self._endpoints_arg is not None:
-            return parse_endpoints(self._endpoints_arg)
+            return parse_endpoints(self._endpoints_arg, self._source)
         env = os.environ if self._environ is None else self._environ
         raw = env.get(ENDPOINTS_VAR, "")
         if not raw.strip():
             raise ValueError(f"no etcd endpoints given: pass some, or set {ENDPOINTS_VAR}=http://HOST:PORT[,...]")
-        return parse_endpoints(raw)
+        return parse_endpoints(raw, self._source)
 
     def _configured_tls(self) -> ClientTls | None:
         """etcdctl's variables, as ``etcd-env run --tls`` exports them for a nested run."""
@@ -120,10 +131,11 @@ class ExistingCluster(StartStopContext):
                 problems.append(f"  - {url}: {problem}")
         if problems:
             listed = "\n".join(problems)
+            drop = f"unset {ENDPOINTS_VAR}" if self._source == f"${ENDPOINTS_VAR}" else f"drop {self._source}"
             raise ClusterUnavailableError(
                 f"the existing etcd cluster is not usable:\n{listed}\n"
-                f'Start it (e.g. `etcd-env up`, then `eval "$(etcd-env env)"`), fix {ENDPOINTS_VAR} '
-                f"(now {','.join(urls)}), or unset {ENDPOINTS_VAR} to let etcd_env start its own server."
+                f'Start it (e.g. `etcd-env up`, then `eval "$(etcd-env env)"`), fix {self._source} '
+                f"(now {','.join(urls)}), or {drop} to let etcd_env start its own server."
             )
         self._urls = urls
 

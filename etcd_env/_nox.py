@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -94,7 +95,14 @@ def nox_etcd(
         session.log(f"etcd_env: using the existing cluster {','.join(server.client_urls)} ({ENDPOINTS_VAR})")
     else:
         server = EtcdServer(binary=_binary_for(session, binary), host=host)
-        server.start(timeout=timeout)
+        # nox shows the library's INFO lines too: the start is said once, below, in nox's own words.
+        library_logger = logging.getLogger("etcd_env")
+        level = library_logger.level
+        library_logger.setLevel(logging.WARNING)
+        try:
+            server.start(timeout=timeout)
+        finally:
+            library_logger.setLevel(level)
         version = server.binary.version if server.binary is not None else "?"
         session.log(f"etcd_env: etcd {version} serving {server.client_url} (log {server.log_path})")
     exported = server.environment()

@@ -18,7 +18,7 @@ from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
 from ._lifecycle import StartStopContext
 from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_port_clash
 from ._paths import servers_dir, writable_dir
-from ._ports import PortReservation, reserve_port, reserve_specific_port
+from ._ports import PortReservation, listen_addresses, reserve_port, reserve_specific_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck
 from ._registry import ServerRecord
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     import etcd
 
 logger = logging.getLogger("etcd_env")
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def new_member_name(prefix: str = "etcd-env") -> str:
@@ -41,6 +45,12 @@ class EtcdServer(StartStopContext):
     num_retries, stderr)``, ``stop()``, ``get_client()``, ``get_host()``,
     ``get_port()``, ``get_endpoint()``); the keyword options are etcd_env's own.
     Constructing one has no side effects: nothing is created before ``start()``.
+
+    ``host`` defaults to ``localhost``, as the reference reports: etcd then listens on
+    127.0.0.1 and, where it can be bound, ::1 (the port is reserved on both), so a
+    client reaches it whichever loopback ``localhost`` resolves to. ``client_url`` and
+    ``get_client()`` use 127.0.0.1, which needs no name lookup. An explicit ``host``
+    (``127.0.0.1``, ``::1``, another local address) is listened on alone.
     """
 
     def __init__(
@@ -48,7 +58,7 @@ class EtcdServer(StartStopContext):
         data_dir: str | os.PathLike[str] | None = None,
         *,
         binary: str | os.PathLike[str] | None = None,
-        host: str = "127.0.0.1",
+        host: str = "localhost",
         client_port: int | None = None,
         peer_port: int | None = None,
         log_file: str | os.PathLike[str] | None = None,
@@ -206,7 +216,10 @@ class EtcdServer(StartStopContext):
 
     @property
     def _url_host(self) -> str:
-        return f"[{self._host}]" if ":" in self._host else self._host
+        return _url_host(listen_addresses(self._host)[0])
+
+    def _listen_client_urls(self, port: int) -> list[str]:
+        return [f"{self._scheme}://{_url_host(address)}:{port}" for address in listen_addresses(self._host)]
 
     def _reserve(self, wanted: int | None) -> PortReservation:
         reservation = reserve_specific_port(wanted, self._host) if wanted is not None else reserve_port(self._host)
@@ -254,6 +267,7 @@ class EtcdServer(StartStopContext):
                 enable_v2=self._enable_v2,
                 tls=written.server if written is not None else None,
                 extra_args=self._extra_args,
+                listen_client_urls=self._listen_client_urls(client.port),
             )
             member = MemberProcess(command, record, removable=removable, stderr=stderr, log_path=self._log_file_arg)
             member.launch()

@@ -2,10 +2,10 @@
 
 ``up`` starts a small supervisor process (``python -m etcd_env _serve``) in its own
 session, so it outlives the shell on purpose. The supervisor owns an ordinary
-:class:`EtcdServer`: etcd dies with it (the death signal), its watchdog removes
-the server's directory if it is killed, and on SIGTERM or SIGINT (``down``) it
-stops etcd and removes its state file. The state file records one server per
-user; a lock around ``up`` and ``down`` keeps two of them from racing.
+:class:`EtcdServer` (or, with ``--members N``, an :class:`EtcdCluster`): etcd dies
+with it (the death signal), its watchdog removes the server's directory if it is
+killed, and on SIGTERM or SIGINT (``down``) it stops etcd and removes its state file.
+The state file records one server per user; a lock around ``up`` and ``down`` keeps two of them from racing.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from typing import Any
 
 from filelock import UnixFileLock
 
-from ._environ import endpoint_environment
+from ._client import client_environment
+from ._cluster import EtcdCluster
 from ._errors import EtcdStartError
 from ._locks import kernel_lock
 from ._paths import private_dir, state_root, write_atomically
 from ._process import command_line, log_tail, pid_alive, wait_gone
 from ._server import EtcdServer
+from ._tls import ClientTls
 
 STATE_FILE = "shell.json"
 SERVE_VERB = "_serve"
@@ -51,13 +53,17 @@ class ShellState:
     log: str
     version: str
     started_at: float
+    #: With ``up --tls``: the CA, client certificate and key files (in the server's private directory).
+    tls: list[str] | None = None
 
     def environment(self) -> dict[str, str]:
-        return endpoint_environment(self.client_urls)
+        tls = ClientTls(*(Path(path) for path in self.tls)) if self.tls else None
+        return client_environment(self.client_urls, tls)
 
     def describe(self) -> str:
+        members = f", {len(self.client_urls)} members" if len(self.client_urls) > 1 else ""
         return (
-            f"{self.client_urls[0]} (etcd {self.version}, pid {self.etcd_pid}, "
+            f"{self.client_urls[0]} (etcd {self.version}{members}, pid {self.etcd_pid}, "
             f"supervisor pid {self.supervisor_pid}, log {self.log})"
         )
 
@@ -94,6 +100,8 @@ def up(
     host: str = "127.0.0.1",
     port: int | None = None,
     timeout: float = 60,
+    members: int = 1,
+    tls: bool = False,
     directory: Path | None = None,
 ) -> tuple[ShellState, bool]:
     """Start the detached server unless one runs; return it and whether it was started now."""
@@ -108,6 +116,10 @@ def up(
             argv += ["--binary", binary]
         if port is not None:
             argv += ["--port", str(port)]
+        if members != 1:
+            argv += ["--members", str(members)]
+        if tls:
+            argv.append("--tls")
         supervisor_log = where / "supervisor.log"
         with open(supervisor_log, "wb") as log:
             supervisor = subprocess.Popen(
@@ -165,6 +177,8 @@ def serve(
     host: str,
     port: int | None,
     timeout: float,
+    members: int = 1,
+    tls: bool = False,
 ) -> int:
     """The supervisor's body: run etcd until SIGTERM/SIGINT, or until etcd dies."""
     stop = threading.Event()
@@ -175,18 +189,28 @@ def serve(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # outliving the shell is the point
-    server = EtcdServer(binary=binary, host=host, client_port=port)
+    server: EtcdServer | EtcdCluster
+    if members > 1:
+        server = EtcdCluster(members, binary=binary, host=host, tls=tls)
+    else:
+        server = EtcdServer(binary=binary, host=host, client_port=port, tls=tls)
     server.start(timeout=timeout)
     path = directory / STATE_FILE
     try:
+        if isinstance(server, EtcdCluster):
+            first = server.member(0)  # the cluster's first member stands for it in `status`
+            pid, name, log = first.pid, first.name, str(first.log_path)
+        else:
+            pid, name, log = server.pid, server.name or "", str(server.log_path)
         state = ShellState(
             supervisor_pid=os.getpid(),
-            etcd_pid=server.pid or 0,
-            name=server.name or "",
+            etcd_pid=pid or 0,
+            name=name,
             client_urls=server.client_urls,
-            log=str(server.log_path),
+            log=log,
             version=server.binary.version if server.binary is not None else "?",
             started_at=time.time(),
+            tls=[str(server.tls.ca), str(server.tls.cert), str(server.tls.key)] if server.tls is not None else None,
         )
         write_atomically(path, json.dumps(asdict(state)))
         print(f"etcd-env: serving {state.describe()}", flush=True)

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,25 @@ from etcd_env._process import pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 
+PLUGIN_MODULE = "etcd_env.pytest_plugin"
+
+
+def plugin_autoloaded() -> bool:
+    """Whether pytest loads the plugin by itself: its ``etcd_env`` entry point is installed and autoload is on.
+
+    A checkout on PYTHONPATH (``nix develop``) has no entry point; an installed one must not be
+    listed again under its module name, which pluggy refuses ("already registered").
+    """
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(entry.name == "etcd_env" and entry.value == PLUGIN_MODULE for entry in entry_points(group="pytest11"))
+
+
+#: What an inner pytest (pytester) needs on its command line to have the plugin, as this session has it.
+PLUGIN_ARGS: list[str] = [] if plugin_autoloaded() else ["-p", PLUGIN_MODULE]
+
 # pytester runs inner pytest sessions for the plugin's own tests (tests/test_pytest_plugin.py).
-# The plugin is listed as well as installed: in `nix develop` the checkout is on PYTHONPATH with no entry point.
-pytest_plugins = ["pytester", "etcd_env._pytest_plugin"]
+pytest_plugins = ["pytester"] + ([] if plugin_autoloaded() else [PLUGIN_MODULE])
 
 
 @pytest.fixture

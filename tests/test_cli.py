@@ -10,7 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+import etcd_env
 from etcd_env import EtcdServer, reserve_port, resolve_binary
+from etcd_env._ports import ipv6_loopback_usable
 from etcd_env._process import pid_alive
 
 from .conftest import REPO, server_dirs, wait_until
@@ -109,7 +113,8 @@ def test_run_without_a_command(state_dir: Path) -> None:
 
 
 def test_run_uses_an_existing_cluster_and_starts_nothing(state_dir: Path) -> None:
-    with EtcdServer() as existing:
+    # An explicit address: the existing cluster knows only its URL, so it says 127.0.0.1, not localhost.
+    with EtcdServer(host="127.0.0.1") as existing:
         before = server_dirs(state_dir)
         code = "import os; print(os.environ['ETCD_ENV_ENDPOINT'])"
         done = etcd_env_cli("run", "--", sys.executable, "-c", code, env={"ETCD_ENV_ENDPOINTS": existing.client_url})
@@ -135,6 +140,64 @@ def test_run_on_an_unreachable_existing_cluster(state_dir: Path) -> None:
     with reserve_port() as nobody_listens:
         done = etcd_env_cli("run", "--endpoints", f"http://127.0.0.1:{nobody_listens.port}", "--", "true")
     assert done.returncode == 1
-    assert "not usable" in done.stderr and "ETCD_ENV_ENDPOINTS" in done.stderr
+    # The fix names the flag given, not a variable that is not set.
+    assert "not usable" in done.stderr and "fix --endpoints" in done.stderr and "drop --endpoints" in done.stderr
+    assert "ETCD_ENV_ENDPOINTS" not in done.stderr
     bad = etcd_env_cli("run", "--endpoints", "ftp://x", "--", "true")
-    assert bad.returncode == 2 and "not an etcd client URL" in bad.stderr
+    assert bad.returncode == 2 and "not an etcd client URL" in bad.stderr and "--endpoints" in bad.stderr
+    inherited = etcd_env_cli("run", "--", "true", env={"ETCD_ENV_ENDPOINTS": "ftp://x"})
+    assert inherited.returncode == 2 and "$ETCD_ENV_ENDPOINTS" in inherited.stderr
+
+
+def test_version_comes_from_the_one_version_file() -> None:
+    done = etcd_env_cli("--version")
+    assert done.returncode == 0
+    namespace: dict[str, str] = {}
+    exec((REPO / "etcd_env" / "_version.py").read_text(), namespace)
+    assert done.stdout.strip() == f"etcd-env {namespace['__version__']}" == f"etcd-env {etcd_env.__version__}"
+
+
+def test_internal_serve_verb_is_hidden() -> None:
+    usage = etcd_env_cli("--help").stdout
+    wrong = etcd_env_cli("no-such-verb")
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+    assert "_serve" not in usage and "_serve" not in wrong.stderr
+
+
+def test_a_typo_in_a_verbs_flag_shows_that_verbs_usage() -> None:
+    for verb, typo in (("which", "--jsn"), ("up", "--prot"), ("reap", "--dryrun"), ("run", "--membrs")):
+        done = etcd_env_cli(verb, typo, "--", "true") if verb == "run" else etcd_env_cli(verb, typo)
+        assert done.returncode == 2, done.stderr
+        assert f"usage: etcd-env {verb} " in done.stderr
+        assert f"etcd-env {verb}: error: unrecognized arguments: {typo}" in done.stderr
+
+
+def test_a_cli_timeout_names_the_flag(state_dir: Path) -> None:
+    done = etcd_env_cli("run", "--timeout", "0.001", "--", "true")
+    assert done.returncode == 1
+    assert "within --timeout 0.001 s; pass a longer --timeout" in done.stderr
+    assert "start()" not in done.stderr and "Traceback" not in done.stderr
+    assert server_dirs(state_dir) == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        pytest.param("::1", marks=pytest.mark.skipif(not ipv6_loopback_usable(), reason="::1 cannot be bound here")),
+    ],
+)
+def test_run_exports_host_and_port_and_the_example_uses_them(state_dir: Path, host: str) -> None:
+    code = "import os; print(os.environ['ETCD_ENV_HOST'], os.environ['ETCD_ENV_PORT'], os.environ['ETCD_ENV_URL'])"
+    done = etcd_env_cli("run", "--host", host, "--", sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    exported_host, port, url = done.stdout.split()
+    assert exported_host == ("127.0.0.1" if host == "localhost" else host)
+    bracketed = f"[{exported_host}]" if ":" in exported_host else exported_host
+    assert url == f"http://{bracketed}:{port}"
+    example = etcd_env_cli(
+        "run", "--host", host, "--", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/",
+        cwd=REPO,
+    )  # fmt: skip
+    assert example.returncode == 0, example.stdout + example.stderr

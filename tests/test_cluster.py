@@ -21,8 +21,8 @@ import pytest
 import etcd_env
 from etcd_env import ClusterUnavailableError, EtcdCluster, EtcdStartError
 from etcd_env._ports import port_is_reserved
-from etcd_env._pytest_cluster import etcd_cluster_proc
 from etcd_env._status import member_status
+from etcd_env.fixtures import etcd_cluster_proc
 from tests.conftest import REPO, assert_gone, run_python, server_dirs, wait_until
 
 #: "Nothing hangs" bound for a single operation; etcd's own request timeout is ~5.2 s.

@@ -13,7 +13,8 @@ from etcd_env import ClusterUnavailableError, EtcdServer, ExistingCluster
 
 @pytest.fixture
 def server(state_dir):
-    with EtcdServer() as running:
+    # An explicit address: an existing cluster knows only its URLs, so it reports 127.0.0.1, not localhost.
+    with EtcdServer(host="127.0.0.1") as running:
         yield running
 
 
@@ -46,7 +47,9 @@ def test_unreachable_endpoint_is_named_with_the_fix(server):
     message = str(caught.value)
     assert dead in message
     assert f"{server.client_url}:" not in message  # the healthy one is not blamed
-    assert "ETCD_ENV_ENDPOINTS" in message and "etcd-env up" in message
+    # Named as given (an argument here), not as $ETCD_ENV_ENDPOINTS, which is unset.
+    assert "fix the endpoints given to ExistingCluster" in message and "etcd-env up" in message
+    assert "ETCD_ENV_ENDPOINTS" not in message
     assert not cluster.running
 
 
@@ -73,9 +76,15 @@ def test_a_non_etcd_listener_is_named():
 
 
 @pytest.mark.parametrize("bad", ["", " , ", "ftp://h:1", "http://nohost", "http://h:notaport"])
-def test_malformed_endpoints_are_refused(bad):
-    with pytest.raises(ValueError, match="ETCD_ENV_ENDPOINTS"):
+def test_malformed_endpoints_are_refused(bad, monkeypatch):
+    with pytest.raises(ValueError, match="the endpoints given to ExistingCluster"):
         ExistingCluster(bad).start()
+    with pytest.raises(ValueError, match=r"(from|in) --endpoints"):
+        ExistingCluster(bad, source="--endpoints").start()
+    if bad.strip(" ,"):  # an empty variable means "not set": etcd_env starts its own server then
+        monkeypatch.setenv("ETCD_ENV_ENDPOINTS", bad)
+        with pytest.raises(ValueError, match=r"\$ETCD_ENV_ENDPOINTS"):
+            ExistingCluster().start()
 
 
 def test_accessors_before_start_say_what_to_do(server):

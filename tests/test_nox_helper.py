@@ -84,6 +84,7 @@ def test_session_gets_a_server_and_it_is_gone_after(noxfile, state_dir):
     assert str(one["url"]).startswith("http://127.0.0.1:")
     assert one["env_after"] is False
     assert "etcd_env: etcd 3." in output
+    assert output.count(f"serving {one['url']}") == 1, output  # the start line, once
     assert server_dirs(state_dir) == []
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from etcd_env import EtcdServer, resolve_binary
+from tests.conftest import PLUGIN_ARGS, plugin_autoloaded
 
 pytestmark = pytest.mark.usefixtures("state_dir")
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    # A subprocess: the plugin is loaded from its pytest11 entry point, as for a user.
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=180)
+    # A subprocess: the plugin is loaded from its pytest11 entry point, as for a user
+    # (or with -p where this checkout runs without one installed, as in `nix develop`).
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *PLUGIN_ARGS, *args, timeout=180)
 
 
 def test_default_fixtures_and_cleanup(pytester: pytest.Pytester):
@@ -108,13 +111,16 @@ def test_unreachable_existing_cluster_is_one_clear_error(pytester: pytest.Pytest
     result = run(pytester, "--etcd-endpoints=http://127.0.0.1:1")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*ClusterUnavailableError*", "*http://127.0.0.1:1*"])
+    # The fix names the option used, not a variable nobody set.
+    result.stdout.fnmatch_lines(["*fix --etcd-endpoints (now http://127.0.0.1:1), or drop --etcd-endpoints*"])
+    assert "ETCD_ENV_ENDPOINTS" not in result.stdout.str()
 
 
 def test_fixture_factories_and_binary_option(pytester: pytest.Pytester):
     binary = resolve_binary().path
     pytester.makeconftest(
         """
-        from etcd_env._pytest_plugin import etcd_noproc, etcd_proc
+        from etcd_env.fixtures import etcd_noproc, etcd_proc
 
         per_test_etcd = etcd_proc(scope="function", heartbeat_ms=20, election_ms=100)
         reused_etcd = etcd_noproc(scope="module")
@@ -174,3 +180,179 @@ def test_xdist_gives_each_worker_its_own_server(pytester: pytest.Pytester):
     urls = {path.name.split("-")[1]: path.read_text() for path in pytester.path.glob("seen-*")}
     assert set(urls) == {"gw0", "gw1"}
     assert len(set(urls.values())) == 2, "each worker should have started its own server"
+
+
+# -- the public surface: entry point name, factories in a project of one's own ----------------
+
+
+def with_entry_point(pytester: pytest.Pytester, monkeypatch) -> None:
+    """Make sure the inner pytest finds the ``etcd_env`` entry point, as an installed package gives it.
+
+    Where this checkout runs without it installed (``nix develop``), a minimal dist-info on the
+    inner run's PYTHONPATH declares it: the same metadata pip writes, read the same way by pytest.
+    """
+    if plugin_autoloaded():
+        return
+    site = pytester.path / "site"
+    info = site / "etcd_env_entry_point-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: etcd-env-entry-point\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[pytest11]\netcd_env = etcd_env.pytest_plugin\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+
+
+def test_plugin_is_named_etcd_env_and_p_no_disables_it(pytester: pytest.Pytester, monkeypatch):
+    with_entry_point(pytester, monkeypatch)
+    pytester.makepyfile(
+        """
+        def test_registered(request, etcd_server):
+            plugin = request.config.pluginmanager.get_plugin("etcd_env")
+            assert plugin is not None and plugin.__name__ == "etcd_env.pytest_plugin"
+        """
+    )
+    inner = ("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*inner, timeout=180)
+    result.assert_outcomes(passed=1)
+    disabled = pytester.runpytest_subprocess(*inner, "-p", "no:etcd_env", timeout=180)
+    disabled.assert_outcomes(errors=1)
+    disabled.stdout.fnmatch_lines(["*fixture 'etcd_server' not found*"])
+    assert "--etcd-binary" not in pytester.runpytest_subprocess(*inner, "-p", "no:etcd_env", "--help").stdout.str()
+
+
+def test_own_project_with_public_factories_under_xdist(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        from etcd_env import fixtures
+
+        my_etcd = fixtures.etcd_proc(scope="session")
+        my_client = fixtures.etcd_client_factory("my_etcd")
+        my_namespace = fixtures.etcd_namespace_factory("my_etcd")
+        my_clean = fixtures.etcd_clean_client_factory("my_etcd")
+        my_cluster = fixtures.etcd_cluster_proc(1, scope="module")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import os, etcd, pytest
+        from etcd_env import EtcdCluster, EtcdServer
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_namespace(i, my_etcd, my_namespace, my_client):
+            assert isinstance(my_etcd, EtcdServer) and my_namespace.server is my_etcd
+            my_client.write(my_namespace.key("k"), str(i))
+            with open(f"url-{os.environ['PYTEST_XDIST_WORKER']}-{i}", "w") as out:
+                out.write(my_etcd.client_url)
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_clean(i, my_clean):
+            assert [node.key for node in my_clean.read("/").children if node.key] == []
+            my_clean.write(f"/left-by-{i}", "x")
+
+        def test_cluster(my_cluster, my_namespace):
+            assert isinstance(my_cluster, EtcdCluster) and my_cluster.running
+        """
+    )
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=9)
+    workers = {path.name.split("-")[1] for path in pytester.path.glob("url-*")}
+    assert workers <= {"gw0", "gw1"} and workers
+
+
+def test_isolation_fixtures(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import base64, json, urllib.request
+        import etcd, pytest
+
+        seen = {}
+
+        def v3_keys(server):
+            everything = base64.b64encode(b"\\0").decode()
+            body = json.dumps({"key": everything, "range_end": everything})
+            request = urllib.request.Request(server.client_url + "/v3/kv/range", data=body.encode(), method="POST")
+            with urllib.request.urlopen(request) as answer:
+                return [base64.b64decode(kv["key"]) for kv in json.load(answer).get("kvs", [])]
+
+        def v3_put(server, key):
+            body = json.dumps({"key": base64.b64encode(key).decode(), "value": base64.b64encode(b"v").decode()})
+            request = urllib.request.Request(server.client_url + "/v3/kv/put", data=body.encode(), method="POST")
+            urllib.request.urlopen(request).read()
+
+        def test_1_writes_in_and_out_of_its_namespace(etcd_server, etcd_namespace, etcd_client):
+            etcd_client.write(etcd_namespace.key("mine"), "1")
+            etcd_client.write("/outside", "kept")
+            v3_put(etcd_server, etcd_namespace.key("v3").encode())
+            v3_put(etcd_server, b"/outside-v3")
+            seen["prefix"] = etcd_namespace.prefix
+
+        def test_2_namespace_deleted_only_its_own(etcd_server, etcd_client):
+            with pytest.raises(etcd.EtcdKeyNotFound):
+                etcd_client.read(seen["prefix"].rstrip("/"))
+            assert etcd_client.read("/outside").value == "kept"  # etcd_client isolates nothing
+            assert v3_keys(etcd_server) == [b"/outside-v3"]
+
+        def test_3_clean_client_starts_empty(etcd_server, etcd_clean_client):
+            assert [node.key for node in etcd_clean_client.read("/").children if node.key] == []
+            assert v3_keys(etcd_server) == []
+        """
+    )
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_clean_client_refuses_an_existing_cluster(pytester: pytest.Pytester):
+    with EtcdServer() as outer:
+        pytester.makepyfile("def test_x(etcd_clean_client):\n    pass\n")
+        result = run(pytester, f"--etcd-endpoints={outer.client_url}")
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*not ours to delete*Use a namespace*"])
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_log_dir_keeps_every_servers_full_log(pytester: pytest.Pytester, how):
+    logs = pytester.path / "etcd-logs"
+    pytester.makepyfile(
+        """
+        def test_two(etcd_server, etcd_server_factory):
+            etcd_server_factory()
+        """
+    )
+    if how == "ini":
+        pytester.makeini(f"[pytest]\netcd_log_dir = {logs}\n")
+        run(pytester).assert_outcomes(passed=1)
+    else:
+        run(pytester, f"--etcd-log-dir={logs}").assert_outcomes(passed=1)
+    kept = sorted(logs.iterdir())
+    assert len(kept) == 2, kept
+    assert any(path.name.startswith("main-etcd_server-") for path in kept)
+    for path in kept:
+        text = path.read_text()
+        assert "ready to serve client requests" in text
+        assert "closed etcd server" in text or "stopping" in text  # up to the end, not a 40-line excerpt
+
+
+def test_port_and_timeout_options(pytester: pytest.Pytester):
+    from etcd_env import reserve_port  # noqa: PLC0415
+
+    with reserve_port("127.0.0.1") as reservation:
+        port = reservation.port
+    pytester.makepyfile(f"def test_port(etcd_server):\n    assert etcd_server.get_port() == {port}\n")
+    run(pytester, f"--etcd-port={port}").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\netcd_timeout = 0.001\n")
+    slow = run(pytester)
+    slow.assert_outcomes(errors=1)
+    slow.stdout.fnmatch_lines(["*etcd was not healthy within 0.001 s (ini etcd_timeout). Raise ini etcd_timeout*"])
+    assert "start()" not in slow.stdout.str()
+
+
+def test_expect_version_names_the_settings_used(pytester: pytest.Pytester):
+    binary = resolve_binary()
+    pytester.makepyfile("def test_x(etcd_server):\n    pass\n")
+    run(pytester, f"--etcd-expect-version={binary.version}").assert_outcomes(passed=1)
+    pytester.makeini(f"[pytest]\netcd_binary = {binary.path}\n")
+    wrong = run(pytester, "--etcd-expect-version=9.9")
+    assert wrong.ret != 0
+    text = wrong.stdout.str() + wrong.stderr.str()
+    assert f"--etcd-expect-version=9.9, but {binary.path} (from ini etcd_binary) is etcd {binary.version}" in text
+    assert "Point ini etcd_binary at etcd 9.9" in text
+    assert "ETCD_ENV_BINARY" not in text

@@ -110,3 +110,25 @@ def test_up_with_a_missing_binary_fails_with_the_cause(shell, tmp_path):
     assert str(missing) in result.stderr
     assert "does not exist" in result.stderr
     assert json.loads(cli("status", "--json").stdout)["detached"] is None
+
+
+def test_up_members_and_tls(shell):
+    started = cli("up", "--members", "3", "--tls")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("started: https://127.0.0.1:") and "3 members" in started.stdout
+    variables = exports(cli("env").stdout)
+    endpoints = variables["ETCDCTL_ENDPOINTS"].split(",")
+    assert len(endpoints) == 3 and all(url.startswith("https://") for url in endpoints)
+    assert variables["ETCD_ENV_HOST"] == "127.0.0.1" and variables["ETCD_ENV_URL"].endswith(variables["ETCD_ENV_PORT"])
+    import ssl  # noqa: PLC0415
+
+    context = ssl.create_default_context(cafile=variables["ETCDCTL_CACERT"])
+    context.load_cert_chain(variables["ETCDCTL_CERT"], variables["ETCDCTL_KEY"])
+    for url in endpoints:
+        with urllib.request.urlopen(url + "/health", timeout=10, context=context) as response:
+            assert json.loads(response.read())["health"] == "true"
+    assert len(json.loads(cli("status", "--json").stdout)["live_servers"]) == 3
+    assert cli("down").stdout.startswith("stopped: ")
+    wait_until(lambda: server_dirs(shell) == [], 5, "every member's directory should be removed")
+    refused = cli("up", "--members", "2", "--port", "2379")
+    assert refused.returncode == 2 and "usage: etcd-env up" in refused.stderr

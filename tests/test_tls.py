@@ -159,7 +159,7 @@ def test_existing_cluster_over_tls_from_etcdctl_variables(state_dir, monkeypatch
 
 
 def test_namespace_cleanup_over_tls(state_dir):
-    from etcd_env._pytest_plugin import EtcdNamespace  # noqa: PLC0415 - the plugin module, not a fixture
+    from etcd_env.fixtures import EtcdNamespace  # noqa: PLC0415 - the factory module, not a fixture
 
     with EtcdServer(tls=True) as server:
         namespace = EtcdNamespace(server=server, prefix="/etcd-env/tls/ns/", run_id="tls-ns")

@@ -1,0 +1,131 @@
+"""The etcd_env pytest plugin, registered by the ``pytest11`` entry point named ``etcd_env``.
+
+Disable it with ``-p no:etcd_env``; load it where the entry point is not installed (a
+checkout on ``PYTHONPATH``) with ``-p etcd_env.pytest_plugin``. The fixtures:
+
+- ``etcd_server`` (session): an etcd started once per session (per xdist worker), or the
+  existing cluster named by ``--etcd-endpoints`` / ini ``etcd_endpoints`` / ``$ETCD_ENV_ENDPOINTS``;
+- ``etcd_client``: a python-etcd v2 client on it. **Not isolated**: what one test
+  writes, the next one reads;
+- ``etcd_namespace``: **isolated**: a key prefix and a rendezvous run id of the test's own,
+  whose keys are deleted after it; safe on a shared cluster, and what xdist workers
+  sharing one cluster use;
+- ``etcd_clean_client``: **isolated**: a client on an empty key space (every v2 and v3
+  key deleted before the test); only on a server the plugin started, never on an
+  existing cluster;
+- ``etcd_server_factory``: more servers, each stopped after the test;
+- ``etcd_cluster``: a local 3-member cluster per test.
+
+Your own fixtures come from the factories in :mod:`etcd_env.fixtures`. Options (each also
+an ini key without the dashes): ``--etcd-binary``, ``--etcd-host``, ``--etcd-port``,
+``--etcd-timeout``, ``--etcd-expect-version``, ``--etcd-log-dir``, ``--etcd-endpoints``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import fixtures
+from ._pytest_options import (
+    add_options,
+    configured_port,
+    configured_server,
+    existing_cluster,
+    started,
+)
+from ._registry import find_leftovers
+
+if TYPE_CHECKING:
+    from _pytest.terminal import TerminalReporter
+
+    from ._existing import ExistingCluster
+    from ._server import EtcdServer
+
+_LOG_LINES = 40
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    fixtures.close_trackers(config)
+
+
+@pytest.fixture(scope="session")
+def etcd_server(request: pytest.FixtureRequest) -> Iterator[EtcdServer | ExistingCluster]:
+    """One etcd for the session (per xdist worker), or the existing cluster when one is configured."""
+    existing = existing_cluster(request.config)
+    if existing is not None:
+        with existing:
+            yield existing
+        return
+    server = configured_server(request.config, client_port=configured_port(request.config), label="etcd_server")
+    with started(server, request.config, None):
+        yield server
+
+
+etcd_client = fixtures.etcd_client_factory("etcd_server")
+etcd_namespace = fixtures.etcd_namespace_factory("etcd_server")
+etcd_clean_client = fixtures.etcd_clean_client_factory("etcd_server")
+etcd_cluster = fixtures.etcd_cluster_proc(3)
+
+
+@pytest.fixture
+def etcd_server_factory(request: pytest.FixtureRequest) -> Iterator[fixtures.EtcdServerFactory]:
+    """``etcd_server_factory(**EtcdServer options)`` -> a started server, stopped after the test."""
+    factory = fixtures.EtcdServerFactory(request.config)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+
+def _log_sources(item: pytest.Item) -> list[tuple[str, Any]]:
+    """Every fixture value of ``item`` that can show an etcd log, by fixture name."""
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    sources: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    for name, value in funcargs.items():
+        candidates = [value, *value.started] if isinstance(value, fixtures.EtcdServerFactory) else [value]
+        for index, candidate in enumerate(candidates):
+            target = candidate.server if isinstance(candidate, fixtures.EtcdNamespace) else candidate
+            if not callable(getattr(target, "log_tail", None)) or id(target) in seen:
+                continue
+            seen.add(id(target))
+            sources.append((name if index == 0 else f"{name}[{index - 1}]", target))
+    return sources
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report: pytest.TestReport = yield
+    if not report.failed:
+        return report
+    for name, source in _log_sources(item):
+        try:
+            tail = source.log_tail(_LOG_LINES)
+        except OSError as error:
+            tail = f"(could not read etcd's log: {error})"
+        if tail:
+            where = getattr(source, "log_path", None)
+            title = f"etcd log: {name}" + (f" ({where})" if where else "") + f", last {_LOG_LINES} lines"
+            report.sections.append((title, tail))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    # Runs after session fixtures are torn down: whatever is left now outlived its owner.
+    leftovers = find_leftovers()
+    if not leftovers:
+        return
+    terminalreporter.write_sep("=", "etcd_env: leftovers", yellow=True)
+    for leftover in leftovers:
+        terminalreporter.write_line(f"WARNING left over: {leftover.describe()}", yellow=True)
+    terminalreporter.write_line("Run `etcd-env reap` to reclaim them.", yellow=True)
