@@ -23,8 +23,7 @@ from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._registry import Leftover, find_leftovers, reap
 from ._server import EtcdServer
 from ._tls import ClientTls
-from ._version import __version__
-
+from ._version import __version__ as __version__
 
 __all__ = [
     "PINNED_SERIES",
