@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STUB = Path("tests") / "nix" / "nixpkgs-stub"
 IGNORED = shutil.ignore_patterns("__pycache__", ".git", ".nox", ".venv", "result", "*.egg-info", ".*_cache")
 
+PLATFORMS = ("linux-amd64", "linux-arm64", "darwin-amd64", "darwin-arm64")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -97,7 +98,7 @@ def release_archive(etcd: Path, version: str, go_os_arch: str) -> tuple[str, byt
                 archive.writestr(info, path.read_bytes())
     else:
         name = f"{top}.tar.gz"
-        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
             for path in members:
                 info = tarfile.TarInfo(f"{top}/{path.name}")
                 info.size = path.stat().st_size
@@ -145,7 +146,10 @@ def prepare(dest: Path, *, python: str = sys.executable, etcd: Path | None = Non
     (dest / "etcd_env" / "ETCD_VERSION").write_text(version + "\n")
     table_path = dest / "etcd_env" / "etcd_checksums.json"
     table = json.loads(table_path.read_text())
-    table.setdefault("sha256", {}).setdefault(version, {})[go_os_arch] = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
+    # Every platform needs an entry for the flake to evaluate for all four systems, as with the
+    # real table; only this platform's archive is in the mirror (the others can be evaluated, not built).
+    table.setdefault("sha256", {})[version] = {other: digest for other in PLATFORMS}
     table_path.write_text(json.dumps(table, indent=2) + "\n")
 
     info = host_python(python)

@@ -11,6 +11,10 @@ instead (the same files, linked), so it models *where* packages are, never that 
 has or builds them.
 """
 
+# Nix passes a derivation's attributes as environment variables under their own (camelCase) names;
+# packaging is imported only once the host's site-packages are on sys.path.
+# ruff: noqa: SIM112, PLC0415
+
 from __future__ import annotations
 
 import os
