@@ -168,9 +168,11 @@
             ps.filelock
             ps.nox
             ps.pytest
-            # What the suite itself uses, so `pytest` runs in the shell as well as `nox -s tests`.
+            # What the suite itself uses, so `pytest` runs in the shell as well as `nox -s tests`
+            # (hatchling: tests/test_flake.py builds the package against the nixpkgs stand-in).
             ps.pytest-xdist
             ps.trustme
+            ps.hatchling
           ]);
         in
         {
