@@ -101,8 +101,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_owner_key] = True
 
 
+def _left_in_session(suite: Suite) -> list[Path]:
+    servers = Path(suite.state_dir) / "servers"
+    return sorted(servers.iterdir()) if servers.is_dir() else []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if config.stash.get(_owner_key, False) and (left := _left_in_session(config.stash[_suite_key])):
+        terminalreporter.write_line(
+            f"etcd_env's suite left {len(left)} server dir(s) in its state dir, kept for inspection "
+            f"(`ETCD_ENV_STATE_DIR={config.stash[_suite_key].state_dir} etcd-env reap`): "
+            + ", ".join(path.name for path in left),
+            red=True,
+        )
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if config.stash.get(_owner_key, False):
+    # A leftover is evidence: its dir stays (and the summary names it); an empty session dir goes.
+    if config.stash.get(_owner_key, False) and not _left_in_session(config.stash[_suite_key]):
         shutil.rmtree(config.stash[_suite_key].session_dir, ignore_errors=True)
 
 
