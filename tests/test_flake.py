@@ -351,3 +351,14 @@ def test_a_disabled_test_path_that_does_not_exist_fails_the_build(
     result = _build(nix, nix_env, flake, "default")
     assert result.returncode != 0
     assert "disabledTestPaths: tests/rendezvouz does not exist" in result.stderr
+
+
+@pytest.mark.nix
+def test_a_requirement_missing_from_dependencies_fails_the_build(
+    nix: str, nix_env: dict[str, str], flake: Path
+) -> None:
+    # nixpkgs' pythonRuntimeDepsCheckHook: pyproject's requirements must be met by `dependencies`.
+    _edit_flake(flake, "py.python-etcd\n            py.filelock\n", "py.python-etcd\n")
+    result = _build(nix, nix_env, flake, "default")
+    assert result.returncode != 0
+    assert "runtime dependencies not satisfied by `dependencies`: filelock" in result.stderr

@@ -54,6 +54,28 @@ for name, target in entry_points["console_scripts"].items() if "console_scripts"
     print("wrapped", script)
 PY
 
+phase "pythonRuntimeDepsCheckHook (the wheel's requirements met by its dependencies)"
+PYTHONPATH="$dependenciesPythonPath:$buildPythonPath" python - dist/*.whl <<'PY'
+import sys, zipfile
+from email.parser import Parser
+from importlib import metadata
+from packaging.requirements import Requirement
+wheel = zipfile.ZipFile(sys.argv[1])
+meta = Parser().parsestr(wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))).decode())
+deps = [p for p in __import__("os").environ["dependenciesPythonPath"].split(":") if p]
+unmet = []
+for line in meta.get_all("Requires-Dist") or []:
+    req = Requirement(line)
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        continue
+    found = next(iter(metadata.distributions(name=req.name, path=deps)), None)
+    if found is None or not req.specifier.contains(found.version, prereleases=True):
+        unmet.append(f"{req} (found {found.version if found else 'nothing'})")
+if unmet:
+    sys.exit("nixpkgs-stub: runtime dependencies not satisfied by `dependencies`: " + "; ".join(unmet))
+print("all runtime dependencies satisfied")
+PY
+
 phase "pythonImportsCheckPhase"
 for module in $pythonImportsCheck; do
   (cd "$TMPDIR" && PYTHONPATH="$site:$dependenciesPythonPath" python -c "import $module; print('imported', $module.__file__)")
