@@ -2,8 +2,8 @@
   description = "etcd_env: a real, managed etcd for test sessions, pinned by Nix";
 
   # nixos-26.05 is the supported stable release (25.11 left support in mid-2026):
-  # a release branch only takes fixes, so `nix flake update` never moves etcd
-  # off the 3.5 line or Python to a new minor under the tests.
+  # a release branch only takes fixes, so `nix flake update` never moves Python
+  # to a new minor under the tests. etcd does not come from nixpkgs at all (below).
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs =
@@ -11,35 +11,95 @@
     let
       inherit (nixpkgs) lib;
 
-      forAllSystems = lib.genAttrs [
-        "x86_64-linux"
-        "aarch64-linux"
-        "x86_64-darwin"
-        "aarch64-darwin"
-      ];
+      # Official release archives are named by Go's os-arch.
+      platforms = {
+        x86_64-linux = "linux-amd64";
+        aarch64-linux = "linux-arm64";
+        x86_64-darwin = "darwin-amd64";
+        aarch64-darwin = "darwin-arm64";
+      };
+      forAllSystems = lib.genAttrs (builtins.attrNames platforms);
 
-      # etcd 3.6 removed the v2 API that python-etcd and PyTorch's etcd
-      # rendezvous speak, and bare `etcd` is 3.6 in nixpkgs from 25.11 on: pin
-      # the 3.5 line by name and refuse at evaluation time if it ever drifts.
-      etcdFor =
-        pkgs:
+      # One line per file, without relying on how a regex `.` treats newlines
+      # (Nix's std::regex differs between libstdc++ and libc++).
+      lines = file: builtins.filter builtins.isString (builtins.split "\n" (builtins.readFile file));
+      firstMatch =
+        file: regex: what:
         let
-          etcd = pkgs.etcd_3_5;
+          found = builtins.filter (m: m != null) (map (builtins.match regex) (lines file));
         in
-        if lib.versions.majorMinor etcd.version == "3.5" then
-          etcd
+        if found == [ ] then throw "etcd_env: ${what} not found in ${toString file}" else builtins.head (builtins.head found);
+
+      # The one version number, in the one place pyproject.toml (hatch) reads it too.
+      version = firstMatch ./etcd_env/_version.py ''__version__ = "([^"]+)"'' "__version__ = \"X.Y.Z\"";
+
+      # The exact etcd every way in uses (etcd-env install, CI, this flake), and
+      # the SHA-256 of each official release archive of it.
+      etcdVersion = firstMatch ./etcd_env/ETCD_VERSION "[[:space:]]*([0-9]+\\.[0-9]+\\.[0-9]+)[[:space:]]*" "an etcd version X.Y.Z";
+      checksums = (builtins.fromJSON (builtins.readFile ./etcd_env/etcd_checksums.json)).sha256;
+
+      # The pinned etcd itself, from etcd's official release archive: nixpkgs'
+      # etcd_3_5 moves with the branch and its exact version at the locked rev
+      # cannot be checked offline; this is one exact binary on every way in.
+      # etcd 3.6 removed the v2 API that python-etcd and PyTorch's etcd rendezvous
+      # speak, so anything off the 3.5 line is refused at evaluation time.
+      etcdFor =
+        system: pkgs:
+        let
+          platform = platforms.${system};
+          isDarwin = lib.hasSuffix "-darwin" system;
+          archive = "etcd-v${etcdVersion}-${platform}.${if isDarwin then "zip" else "tar.gz"}";
+          sha256 = (checksums.${etcdVersion} or { }).${platform} or "";
+        in
+        if lib.versions.majorMinor etcdVersion != "3.5" then
+          throw "etcd_env needs etcd 3.5, the last line with the v2 API; etcd_env/ETCD_VERSION pins ${etcdVersion}"
+        else if sha256 == "" then
+          throw "etcd_env/etcd_checksums.json has no sha256 for etcd ${etcdVersion} on ${platform}: add it from https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}/SHA256SUMS"
         else
-          throw "etcd_env needs etcd 3.5, the last line with the v2 API; this nixpkgs gives ${etcd.version}";
+          pkgs.stdenvNoCC.mkDerivation {
+            pname = "etcd";
+            version = etcdVersion;
+            src = pkgs.fetchurl {
+              url = "https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}/${archive}";
+              inherit sha256;
+            };
+            nativeBuildInputs = lib.optional isDarwin pkgs.unzip;
+            # The official binaries are static Go executables: installed as released.
+            dontConfigure = true;
+            dontBuild = true;
+            dontStrip = true;
+            dontPatchELF = true;
+            installPhase = ''
+              runHook preInstall
+              install -Dm755 -t $out/bin etcd etcdctl etcdutl
+              runHook postInstall
+            '';
+            # The archive is what its name says: etcd reports the pinned version.
+            doInstallCheck = true;
+            installCheckPhase = ''
+              runHook preInstallCheck
+              $out/bin/etcd --version | grep -Fx "etcd Version: ${etcdVersion}"
+              runHook postInstallCheck
+            '';
+            meta = {
+              description = "etcd ${etcdVersion}, the official release binaries";
+              homepage = "https://github.com/etcd-io/etcd";
+              license = lib.licenses.asl20;
+              sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
+              platforms = [ system ];
+              mainProgram = "etcd";
+            };
+          };
 
       etcdEnvFor =
-        pkgs:
+        system: pkgs:
         let
-          etcd = etcdFor pkgs;
+          etcd = etcdFor system pkgs;
           py = pkgs.python3.pkgs;
         in
         py.buildPythonPackage {
           pname = "etcd-env";
-          version = "0.1.0";
+          inherit version;
           pyproject = true;
           src = ./.;
 
@@ -60,10 +120,9 @@
           ++ lib.optional pkgs.stdenv.hostPlatform.isLinux pkgs.util-linux;
           # torch is not a dependency; `nix develop -c nox -s rendezvous_tests` runs these.
           disabledTestPaths = [ "tests/rendezvous" ];
-          # The tests start real etcd servers on loopback; the variables make
-          # them use, and verify, the pinned one rather than whatever is on PATH.
+          # The suite runs on, and verifies, the pinned etcd (its conftest fails the
+          # session at once if the two disagree). It needs no HOME of its own.
           preCheck = ''
-            export HOME="$(mktemp -d)"
             export ETCD_ENV_BINARY=${etcd}/bin/etcd
             export ETCD_ENV_EXPECT_VERSION=${etcd.version}
           '';
@@ -81,6 +140,7 @@
 
           meta = {
             description = "A real, managed etcd for test sessions";
+            license = lib.licenses.asl20;
             mainProgram = "etcd-env";
           };
         };
@@ -92,8 +152,8 @@
           pkgs = nixpkgs.legacyPackages.${system};
         in
         {
-          etcd = etcdFor pkgs;
-          default = etcdEnvFor pkgs;
+          etcd = etcdFor system pkgs;
+          default = etcdEnvFor system pkgs;
         }
       );
 
@@ -101,15 +161,18 @@
         system:
         let
           pkgs = nixpkgs.legacyPackages.${system};
-          etcd = etcdFor pkgs;
+          etcd = etcdFor system pkgs;
+          isLinux = pkgs.stdenv.hostPlatform.isLinux;
           python = pkgs.python3.withPackages (ps: [
             ps.python-etcd
             ps.filelock
             ps.nox
             ps.pytest
-            # What the suite itself uses, so `pytest` runs in the shell as well as `nox -s tests`.
+            # What the suite itself uses, so `pytest` runs in the shell as well as `nox -s tests`
+            # (hatchling: tests/test_flake.py builds the package against the nixpkgs stand-in).
             ps.pytest-xdist
             ps.trustme
+            ps.hatchling
           ]);
         in
         {
@@ -119,7 +182,7 @@
               python
             ]
             # setpriv (util-linux) gives etcd its death signal without forking the whole process.
-            ++ lib.optional pkgs.stdenv.hostPlatform.isLinux pkgs.util-linux
+            ++ lib.optional isLinux pkgs.util-linux
             ++ [
               # The working tree's CLI, not a store snapshot of it, so edits
               # show up without re-entering the shell.
@@ -127,8 +190,14 @@
             ];
             ETCD_ENV_BINARY = "${etcd}/bin/etcd";
             ETCD_ENV_EXPECT_VERSION = etcd.version;
+            # etcd_env comes from the working tree, never from an install. On Linux,
+            # the torch wheel nox installs for rendezvous_tests (a manylinux binary)
+            # needs libstdc++, which Nix's Python does not put on the loader's path.
             shellHook = ''
               export PYTHONPATH="$PWD''${PYTHONPATH:+:$PYTHONPATH}"
+            ''
+            + lib.optionalString isLinux ''
+              export LD_LIBRARY_PATH="${lib.makeLibraryPath [ pkgs.stdenv.cc.cc.lib ]}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
             '';
           };
         }
@@ -144,6 +213,7 @@
 
       checks = forAllSystems (system: {
         package = self.packages.${system}.default;
+        etcd = self.packages.${system}.etcd;
         devShell = self.devShells.${system}.default;
       });
 

@@ -1,18 +1,34 @@
-"""Shared helpers for the suite. Every test runs a real etcd; nothing here fakes one."""
+"""Shared helpers for the suite. Every test runs a real etcd; nothing here fakes one.
+
+The suite is hermetic: whatever ``ETCD_ENV_*``, ``TORCHELASTIC_*``, ``ETCDCTL_*``,
+``PYTHONPATH``, HOME or TMPDIR the caller has, every test sees the same thing. At
+session start the conftest decides *the etcd under test* (the caller's
+``ETCD_ENV_BINARY`` or ``TORCHELASTIC_ETCD_BINARY_PATH``, else etcd_env's own
+resolution), verifies it against ``ETCD_ENV_EXPECT_VERSION`` when the caller set it,
+and prints it in the report header. Each test then starts from an environment with
+none of those variables except ``ETCD_ENV_BINARY`` (naming the etcd under test) and
+private state and cache dirs; a test about resolution deletes what it does not mean.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
+from etcd_env._binary import PINNED_SERIES, resolve_binary, version_matches
+from etcd_env._errors import EtcdNotFoundError, EtcdVersionError
 from etcd_env._process import pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +52,135 @@ PLUGIN_ARGS: list[str] = [] if plugin_autoloaded() else ["-p", PLUGIN_MODULE]
 
 # pytester runs inner pytest sessions for the plugin's own tests (tests/test_pytest_plugin.py).
 pytest_plugins = ["pytester"] + ([] if plugin_autoloaded() else [PLUGIN_MODULE])
+
+#: Variables the suite isolates: every test starts without any of them (see ``hermetic_environment``).
+ISOLATED_PREFIXES = ("ETCD_ENV_", "TORCHELASTIC_", "ETCDCTL_")
+BINARY_VAR = "ETCD_ENV_BINARY"
+TORCH_BINARY_VAR = "TORCHELASTIC_ETCD_BINARY_PATH"
+EXPECT_VERSION_VAR = "ETCD_ENV_EXPECT_VERSION"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """What one test session runs on, decided once (by the xdist controller) and shared with its workers."""
+
+    path: str
+    version: str
+    source: str
+    expected: str | None
+    session_dir: str
+
+    @property
+    def state_dir(self) -> str:
+        return str(Path(self.session_dir) / "state")
+
+    @property
+    def cache_dir(self) -> str:
+        return str(Path(self.session_dir) / "cache")
+
+
+_WORKER_KEY = "etcd_env_suite"
+_suite_key = pytest.StashKey[Suite]()
+_owner_key = pytest.StashKey[bool]()
+
+
+def _etcd_under_test() -> Suite:
+    caller = dict(os.environ)
+    expected = caller.get(EXPECT_VERSION_VAR) or None
+    try:
+        # The caller's own environment: their ETCD_ENV_BINARY / TORCHELASTIC_ETCD_BINARY_PATH
+        # if set, else etcd_env's default resolution, exactly as a user of the package gets it.
+        binary = resolve_binary(environ=caller)
+    except (EtcdNotFoundError, EtcdVersionError) as error:
+        raise pytest.UsageError(f"etcd_env's suite needs a real etcd and found none usable:\n{error}") from None
+    if expected and not version_matches(binary.version, expected):
+        raise pytest.UsageError(
+            f"{EXPECT_VERSION_VAR}={expected} but the etcd under test, {binary.path} (from {binary.source}), "
+            f"is etcd {binary.version}. Point {BINARY_VAR} at etcd {expected}, or unset {EXPECT_VERSION_VAR}."
+        )
+    if not expected and not version_matches(binary.version, PINNED_SERIES):
+        # Off the pin, every server start would warn, and the suite makes that warning an error.
+        raise pytest.UsageError(
+            f"the etcd under test, {binary.path} (from {binary.source}), is etcd {binary.version}, off the "
+            f"pinned {PINNED_SERIES} line. To run the suite on it on purpose, set "
+            f"{EXPECT_VERSION_VAR}={binary.version}; otherwise point {BINARY_VAR} at etcd {PINNED_SERIES}."
+        )
+    session_dir = tempfile.mkdtemp(prefix="etcd-env-suite-")
+    return Suite(binary.path, binary.version, binary.source, expected, session_dir)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    handed = getattr(config, "workerinput", {}).get(_WORKER_KEY)
+    if handed is not None:
+        config.stash[_suite_key] = Suite(**json.loads(handed))
+        return
+    config.stash[_suite_key] = _etcd_under_test()
+    config.stash[_owner_key] = True
+
+
+def _left_in_session(suite: Suite) -> list[Path]:
+    servers = Path(suite.state_dir) / "servers"
+    return sorted(servers.iterdir()) if servers.is_dir() else []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if config.stash.get(_owner_key, False) and (left := _left_in_session(config.stash[_suite_key])):
+        terminalreporter.write_line(
+            f"etcd_env's suite left {len(left)} server dir(s) in its state dir, kept for inspection "
+            f"(`ETCD_ENV_STATE_DIR={config.stash[_suite_key].state_dir} etcd-env reap`): "
+            + ", ".join(path.name for path in left),
+            red=True,
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # A leftover is evidence: its dir stays (and the summary names it); an empty session dir goes.
+    if config.stash.get(_owner_key, False) and not _left_in_session(config.stash[_suite_key]):
+        shutil.rmtree(config.stash[_suite_key].session_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    # xdist: the workers share the controller's etcd and state dir (port reservations are
+    # coordinated through the state dir, so all workers must use one).
+    suite = node.config.stash[_suite_key]  # type: ignore[attr-defined]
+    node.workerinput[_WORKER_KEY] = json.dumps(asdict(suite))  # type: ignore[attr-defined]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    suite = config.stash[_suite_key]
+    checked = f"verified against {EXPECT_VERSION_VAR}={suite.expected}" if suite.expected else "on the pin"
+    return [f"etcd under test: {suite.path} (etcd {suite.version}, from {suite.source}; {checked})"]
+
+
+@pytest.fixture(scope="session")
+def etcd_under_test(pytestconfig: pytest.Config) -> Suite:
+    return pytestconfig.stash[_suite_key]
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(etcd_under_test: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts from the same variables, whatever the caller exported."""
+    for name in list(os.environ):
+        if name.startswith(ISOLATED_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ETCD_ENV_STATE_DIR", etcd_under_test.state_dir)
+    monkeypatch.setenv("ETCD_ENV_CACHE_DIR", etcd_under_test.cache_dir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(Path(etcd_under_test.cache_dir) / "xdg"))
+    monkeypatch.setenv(BINARY_VAR, etcd_under_test.path)
+    if etcd_under_test.expected:
+        monkeypatch.setenv(EXPECT_VERSION_VAR, etcd_under_test.expected)
+
+
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a Python child: this one, plus ``env``, with the checkout first on PYTHONPATH.
+
+    The caller's PYTHONPATH is kept, never replaced: in nixpkgs' check phase and in
+    `nix develop` it is how the child finds filelock and python-etcd.
+    """
+    merged = {**os.environ, **(env or {})}
+    merged["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), merged.get("PYTHONPATH")]))
+    return merged
 
 
 @pytest.fixture
@@ -68,11 +213,9 @@ def server_dirs(state: Path) -> list[Path]:
 
 def run_python(code: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
     """Start a Python child running ``code`` (dedented), with the repo importable."""
-    child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), child_env.get("PYTHONPATH")]))
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=child_env,
+        env=child_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -67,6 +67,8 @@ def test_explicit_argument_beats_environment(state_dir: Path, monkeypatch: pytes
 def test_missing_named_binary_is_one_clear_error(
     variable: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The suite sets ETCD_ENV_BINARY for every test; this one means only `variable`.
+    monkeypatch.delenv("ETCD_ENV_BINARY")
     monkeypatch.setenv(variable, "/nonexistent/etcd")
     started = time.monotonic()
     with pytest.raises(EtcdNotFoundError) as caught:

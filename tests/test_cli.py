@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from etcd_env import EtcdServer, reserve_port, resolve_binary
 from etcd_env._ports import ipv6_loopback_usable
 from etcd_env._process import pid_alive
 
-from .conftest import REPO, server_dirs, wait_until
+from .conftest import REPO, child_env, server_dirs, wait_until
 
 
 def etcd_env_cli(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -25,13 +24,15 @@ def etcd_env_cli(*args: str, env: dict[str, str] | None = None, **kwargs: object
         [sys.executable, "-m", "etcd_env", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env=child_env(env),
         check=False,
         **kwargs,
     )
 
 
-def test_which_reports_binary_version_source_and_pin(state_dir: Path) -> None:
+def test_which_reports_binary_version_source_and_pin(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No expectation: the pin line reports the 3.5 line, whatever the caller exported.
+    monkeypatch.delenv("ETCD_ENV_EXPECT_VERSION", raising=False)
     binary = resolve_binary()
     shown = etcd_env_cli("which")
     assert shown.returncode == 0
@@ -79,7 +80,7 @@ def test_run_forwards_sigterm_and_stops_the_server(tmp_path: Path, state_dir: Pa
     )
     runner = subprocess.Popen(
         [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", child],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, text=True, env=child_env(),
     )  # fmt: skip
     assert runner.stdout is not None and runner.stdout.readline().strip() == "ready"
     servers = server_dirs(state_dir)

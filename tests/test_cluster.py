@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from etcd_env import ClusterUnavailableError, EtcdCluster, EtcdStartError
 from etcd_env._ports import port_is_reserved
 from etcd_env._status import member_status
 from etcd_env.fixtures import etcd_cluster_proc
-from tests.conftest import REPO, assert_gone, run_python, server_dirs, wait_until
+from tests.conftest import REPO, assert_gone, child_env, run_python, server_dirs, wait_until
 
 #: "Nothing hangs" bound for a single operation; etcd's own request timeout is ~5.2 s.
 HANG = 30.0
@@ -298,7 +297,7 @@ def test_etcd_env_run_members_exports_every_member(state_dir):
         timeout=120,
         check=False,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "3"]  # 3 endpoints, 3 distinct members answered

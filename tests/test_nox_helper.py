@@ -13,7 +13,7 @@ import pytest
 
 from etcd_env import EtcdServer, resolve_binary
 
-from .conftest import REPO, server_dirs
+from .conftest import REPO, child_env, server_dirs
 
 NOXFILE = """
 import json, os, sys, time, urllib.request
@@ -58,9 +58,11 @@ def noxfile(tmp_path: Path, state_dir: Path) -> Path:
 
 
 def nox(noxfile: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    # venv_backend="none" runs `python` from PATH: make that this interpreter, from any venv or shell.
+    on_path = {"PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")]))}
     return subprocess.Popen(
         [sys.executable, "-m", "nox", "-f", str(noxfile), *args],
-        env={**os.environ, **(env or {})},
+        env=child_env({**on_path, **(env or {})}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

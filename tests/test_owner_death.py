@@ -15,7 +15,7 @@ from etcd_env import EtcdServer, find_leftovers, reap
 from etcd_env._ports import port_is_reserved
 from etcd_env._process import pid_alive
 
-from .conftest import REPO, assert_gone, run_python, server_dirs, wait_until
+from .conftest import assert_gone, child_env, run_python, server_dirs, wait_until
 
 OWNER = """
     import json, os, signal, sys, time
@@ -75,7 +75,7 @@ def test_leftovers_of_an_owner_whose_watchdog_also_died_are_reaped(state_dir: Pa
     assert [leftover.running for leftover in leftovers] == [False]
     listed = subprocess.run(
         [sys.executable, "-m", "etcd_env", "reap", "--dry-run", "--check"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        capture_output=True, text=True, env=child_env(), check=False,
     )  # fmt: skip
     assert listed.returncode == 1 and "left over:" in listed.stdout
     assert [leftover.name for leftover in reap()] == [leftovers[0].name]

@@ -13,15 +13,13 @@ import pytest
 
 from etcd_env._process import pid_alive
 
-from .conftest import REPO, assert_gone, server_dirs, wait_until
+from .conftest import assert_gone, child_env, server_dirs, wait_until
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), child_env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "etcd_env", *args],
-        env=child_env,
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=90,

@@ -12,6 +12,7 @@ rec {
   };
 
   optional = cond: elem: if cond then [ elem ] else [ ];
+  optionalString = cond: s: if cond then s else "";
 
   hasSuffix =
     suffix: content:
@@ -22,4 +23,15 @@ rec {
     lenContent >= lenSuffix && builtins.substring (lenContent - lenSuffix) lenSuffix content == suffix;
 
   makeBinPath = paths: builtins.concatStringsSep ":" (map (p: "${p}/bin") paths);
+  makeLibraryPath = paths: builtins.concatStringsSep ":" (map (p: "${p}/lib") paths);
+
+  # Only the names the flake's meta uses: a misspelt one fails here as in nixpkgs.
+  licenses.asl20 = {
+    spdxId = "Apache-2.0";
+    fullName = "Apache License 2.0";
+  };
+  sourceTypes.binaryNativeCode = {
+    shortName = "binaryNativeCode";
+    isSource = false;
+  };
 }

@@ -1,10 +1,14 @@
-# Fake packages with the names and shapes the flake uses. Each builds with
-# /bin/sh and the host's coreutils (the tests run Nix with sandbox = false),
-# so `nix develop` can realise them offline.
+# The packages and builders the flake uses, with nixpkgs' names and the nixpkgs
+# behaviours that decide whether etcd_env's suite passes (README.md lists them).
+# Everything builds offline, unsandboxed (the tests run Nix with sandbox = false),
+# from the host: its Python (host.nix), its installed Python packages, its tools.
 { lib, system }:
 let
-  # A derivation from a shell snippet; PATH is the host's, which only works
-  # unsandboxed: acceptable for a stand-in, never for a real package.
+  host = import ./host.nix;
+  isLinux = lib.hasSuffix "-linux" system;
+  inherit (builtins) concatStringsSep filter any;
+
+  # A derivation from a shell snippet, with the host's tools.
   stub =
     name: script: extra:
     derivation (
@@ -23,123 +27,202 @@ let
       // extra
     );
 
-  # nixpkgs' etcd_3_5 is a symlinkJoin of etcdserver, etcdctl and etcdutl, so
-  # $out/bin/etcd is a symlink into another store path; the stand-in keeps
-  # that shape so a resolver that follows symlinks is exercised.
-  fakeEtcd =
-    version:
-    let
-      server = stub "etcdserver-${version}" ''
-        mkdir -p $out/bin
-        cat > $out/bin/etcd <<'SCRIPT'
-        #!/bin/sh
-        # nixpkgs-stub etcd: answers --version like etcd does, serves nothing.
-        case "''${1:-}" in
-          --version)
-            echo "etcd Version: ${version}"
-            echo "Git SHA: nixpkgs-stub"
-            echo "Go Version: none (stand-in)"
-            echo "Go OS/Arch: ${system}"
-            exit 0 ;;
-        esac
-        echo "nixpkgs-stub etcd ${version}: only --version is implemented" >&2
+  # stdenv's tools from the host, without nix and without the host's etcd.
+  hostTools = derivation {
+    name = "stdenv-host-tools";
+    inherit system;
+    builder = "/bin/sh";
+    args = [ ./builders/host-tools.sh ];
+    tools = [
+      "sh" "bash" "env" "cat" "cp" "mv" "rm" "ln" "ls" "mkdir" "rmdir" "chmod" "touch"
+      "install" "mktemp" "dirname" "basename" "realpath" "readlink" "head" "tail" "tr"
+      "cut" "wc" "sort" "uniq" "find" "xargs" "grep" "sed" "awk" "tar" "gzip" "unzip"
+      "id" "uname" "true" "false" "test" "printf" "echo" "sleep" "kill" "ps" "pgrep" "date"
+      "stat" "tee" "diff" "cmp" "which"
+    ];
+  };
+
+  # --- Python -------------------------------------------------------------
+
+  pythonVersion = host.pythonVersion;
+  sitePackages = "lib/python${pythonVersion}/site-packages";
+
+  # Run builders/python.py with the host's base interpreter; with no host Python
+  # (host.nix as committed) the build fails and says how to prepare one.
+  pyBuild =
+    name: args:
+    if host.python == null then
+      stub name ''
+        echo "nixpkgs-stub: no host Python; prepare a copy of the stand-in with tests/nix/stand_in.py" >&2
         exit 1
-        SCRIPT
-        chmod +x $out/bin/etcd
-      '' { };
-    in
-    stub "etcd-${version}" ''
-      mkdir -p $out/bin
-      ln -s ${server}/bin/etcd $out/bin/etcd
-    '' { }
-    // {
-      inherit version;
-    };
+      '' { }
+    else
+      derivation {
+        inherit name system;
+        builder = host.python;
+        # Nix starts a builder without argv[0]'s path: sys.executable would be empty.
+        hostPython = host.python;
+        args = [ ./builders/python.py ] ++ args;
+        hostSitePackages = concatStringsSep ":" host.sitePackages;
+      };
 
-  # A stand-in interpreter (see python-wrapper.sh) named like nixpkgs' python3.
-  fakePython =
-    name: extra:
-    stub name ''
-      mkdir -p $out/bin
-      cp ${./python-wrapper.sh} $out/bin/python3
-      chmod +x $out/bin/python3
-      ln -s python3 $out/bin/python
-    '' extra;
-
-  # Python packages are named, never built: referring to one that nixpkgs
-  # lacks (a typo) fails evaluation here as it would there.
+  # A Python package: its files (and its requirements', as nixpkgs propagates
+  # them) in $out/lib/pythonX.Y/site-packages, which is all a build sees of it.
+  # Referring to a package nixpkgs lacks (a typo) fails evaluation, as there.
   pyPackage =
-    pname:
-    stub "python3-${pname}-stub" ''
-      mkdir -p $out
-      echo ${pname} > $out/stub
-    '' { }
+    pname: extra:
+    pyBuild "python${pythonVersion}-${pname}" [
+      "package"
+      pname
+    ]
     // {
       inherit pname;
-    };
+      isStubPythonPackage = true;
+    }
+    // extra;
 
-  names = builtins.map (p: p.name);
+  isPy = p: p.isStubPythonPackage or false;
+  pythonPath = ps: concatStringsSep ":" (map (p: "${p}/${sitePackages}") (filter isPy ps));
 
-  pythonPackages = {
-    python-etcd = pyPackage "python-etcd";
-    filelock = pyPackage "filelock";
-    nox = pyPackage "nox";
-    pytest = pyPackage "pytest";
-    pytest-xdist = pyPackage "pytest-xdist";
-    trustme = pyPackage "trustme";
-    hatchling = pyPackage "hatchling";
-    pytestCheckHook = pyPackage "pytest-check-hook";
+  # makeWrapper's --set-default; any other flag is outside what the stand-in models.
+  wrapperLines =
+    args:
+    if args == [ ] then
+      ""
+    else if builtins.head args == "--set-default" then
+      let
+        var = builtins.elemAt args 1;
+        value = builtins.elemAt args 2;
+      in
+      "export ${var}=\"\${${var}:-${value}}\"\n" + wrapperLines (builtins.tail (builtins.tail (builtins.tail args)))
+    else
+      throw "nixpkgs-stub: makeWrapperArgs ${builtins.head args} is not modelled (only --set-default)";
 
-    # Checks what can be checked without building: the attributes nixpkgs'
-    # buildPythonPackage needs are present and every listed package exists.
-    buildPythonPackage =
-      attrs:
+  buildPythonPackage =
+    attrs:
+    if attrs ? pytestFlagsArray then
+      throw "pytestFlagsArray is no longer accepted by buildPythonPackage in nixpkgs 26.05 (see its release notes): use pytestFlags, and disabledTestPaths for paths"
+    else
       assert attrs ? pname && attrs ? version && attrs ? src;
       assert attrs.pyproject or false;
-      builtins.deepSeq
-        (map names [
-          (attrs.build-system or [ ])
-          (attrs.dependencies or [ ])
-          (attrs.nativeCheckInputs or [ ])
-        ])
-        (
-          stub "python3-${attrs.pname}-${attrs.version}"
-            ''
-              mkdir -p $out/nix-support
-              echo "nixpkgs-stub: evaluated, not built, by buildPythonPackage" > $out/nix-support/stub
-            ''
-            {
-              inherit (attrs) src;
-              preCheck = attrs.preCheck or "";
-              disabledTestPaths = attrs.disabledTestPaths or [ ];
-              makeWrapperArgs = attrs.makeWrapperArgs or [ ];
-              __darwinAllowLocalNetworking = attrs.__darwinAllowLocalNetworking or false;
-            }
-          // {
-            inherit (attrs) pname version;
-            meta = attrs.meta or { };
-          }
+      let
+        buildSystem = attrs.build-system or [ ];
+        dependencies = attrs.dependencies or [ ];
+        checkInputs = attrs.nativeCheckInputs or [ ];
+        hasCheckHook = any (p: p.isPytestCheckHook or false) checkInputs;
+      in
+      derivation {
+        name = "python${pythonVersion}-${attrs.pname}-${attrs.version}";
+        inherit system;
+        inherit (attrs) src;
+        builder = "/bin/bash";
+        args = [ ./builders/build-python-package.sh ];
+        inherit sitePackages;
+        pythonInterpreter = "${python3}/bin/python";
+        # PATH: the interpreter, the non-Python inputs' bin dirs, stdenv's tools.
+        inputsPath = lib.makeBinPath (
+          [ python3 ] ++ filter (p: !isPy p) (buildSystem ++ dependencies ++ checkInputs) ++ [ hostTools ]
         );
+        buildPythonPath = pythonPath (buildSystem ++ dependencies);
+        dependenciesPythonPath = pythonPath dependencies;
+        checkPythonPath = pythonPath (buildSystem ++ dependencies ++ checkInputs);
+        wrapperLines = wrapperLines (attrs.makeWrapperArgs or [ ]);
+        doCheck = hasCheckHook && (attrs.doCheck or true);
+        xdist = any (p: p.isXdist or false) checkInputs;
+        disabledTestPaths = attrs.disabledTestPaths or [ ];
+        disabledTests = attrs.disabledTests or [ ];
+        pytestFlags = attrs.pytestFlags or [ ];
+        pythonImportsCheck = attrs.pythonImportsCheck or [ ];
+        preCheck = attrs.preCheck or "";
+        postCheck = attrs.postCheck or "";
+        __darwinAllowLocalNetworking = attrs.__darwinAllowLocalNetworking or false;
+      }
+      // {
+        inherit (attrs) pname version;
+        meta = attrs.meta or { };
+      };
+
+  pythonPackages = {
+    python-etcd = pyPackage "python-etcd" { };
+    filelock = pyPackage "filelock" { };
+    nox = pyPackage "nox" { };
+    pytest = pyPackage "pytest" { };
+    pytest-xdist = pyPackage "pytest-xdist" { isXdist = true; };
+    trustme = pyPackage "trustme" { };
+    hatchling = pyPackage "hatchling" { };
+    pytestCheckHook = pyPackage "pytest-check-hook" { isPytestCheckHook = true; };
+    inherit buildPythonPackage;
   };
 
-  python3 = fakePython "python3-stub" { } // {
-    pkgs = pythonPackages;
-    withPackages =
-      f:
-      let
-        chosen = f pythonPackages;
-      in
-      builtins.deepSeq (names chosen) (
-        fakePython "python3-stub-env" { packages = builtins.concatStringsSep " " (names chosen); }
-      );
-  };
+  # A bare interpreter: no site-packages of its own, so sys.executable run by a
+  # child finds nothing the parent did not pass on through PYTHONPATH.
+  python3 =
+    pyBuild "python3-${pythonVersion}" [ "interpreter" ]
+    // {
+      inherit pythonVersion sitePackages;
+      pkgs = pythonPackages;
+      # python.withPackages: an interpreter whose own site-packages holds the
+      # chosen packages, with their console scripts (pytest, nox) beside it.
+      withPackages =
+        f:
+        pyBuild "python3-${pythonVersion}-env" ([ "env" ] ++ map (p: p.pname) (f pythonPackages));
+    };
+
+  # --- the rest of what the flake uses -----------------------------------
+
+  # fetchurl as a fixed-output derivation: Nix itself checks the hash. The URL
+  # is served from ./mirror by its file name (tests/nix/stand_in.py fills it).
+  fetchurl =
+    {
+      url,
+      sha256,
+    }:
+    let
+      name = baseNameOf url;
+    in
+    derivation {
+      inherit name system url;
+      builder = "/bin/sh";
+      args = [
+        "-c"
+        ''
+          if [ ! -e "$mirror/$name" ]; then
+            echo "nixpkgs-stub: fetchurl: $url is not in the stand-in's mirror; prepare it with tests/nix/stand_in.py" >&2
+            exit 1
+          fi
+          /bin/cp "$mirror/$name" "$out"
+        ''
+      ];
+      mirror = ./mirror;
+      outputHashMode = "flat";
+      outputHashAlgo = "sha256";
+      outputHash = sha256;
+    };
+
+  stdenvNoCC.mkDerivation =
+    attrs:
+    derivation {
+      name = "${attrs.pname}-${attrs.version}";
+      inherit system;
+      inherit (attrs) src installPhase;
+      builder = "/bin/bash";
+      args = [ ./builders/generic.sh ];
+      inputsPath = lib.makeBinPath ((attrs.nativeBuildInputs or [ ]) ++ [ hostTools ]);
+      doInstallCheck = attrs.doInstallCheck or false;
+      installCheckPhase = attrs.installCheckPhase or "";
+      dontStrip = attrs.dontStrip or false;
+      dontPatchELF = attrs.dontPatchELF or false;
+    }
+    // {
+      inherit (attrs) pname version;
+      meta = attrs.meta or { };
+    };
 in
 {
-  etcd_3_5 = fakeEtcd "3.5.26";
-  # Bare `etcd` is 3.6 in nixpkgs from 25.11 on: no v2 API.
-  etcd = fakeEtcd "3.6.6";
+  inherit python3 fetchurl stdenvNoCC;
 
-  inherit python3;
+  # Bare `etcd` is 3.6 in nixpkgs from 25.11 on and etcd_3_5 is a symlinkJoin;
+  # the flake uses neither any more, so the stand-in has no etcd of its own.
 
   # nixpkgs' mkShell is a derivation `nix develop` can run its get-env script
   # with: Nix 2.8 requires that builder to be bash, and the script writes the
@@ -178,12 +261,27 @@ in
     chmod +x $out/bin/treefmt
   '' { };
 
-  # Only the platform test the flake makes.
-  stdenv.hostPlatform.isLinux = lib.hasSuffix "-linux" system;
+  stdenv = {
+    hostPlatform = {
+      inherit isLinux system;
+    };
+    # gcc's runtime libraries (libstdc++), which a pip-installed torch wheel needs.
+    cc.cc.lib = stub "gcc-lib-stub" ''
+      mkdir -p $out/lib
+      for f in /usr/lib/*/libstdc++.so.6 /usr/lib64/libstdc++.so.6 /usr/lib/libstdc++.so.6; do
+        if [ -e "$f" ]; then ln -sf "$f" $out/lib/; fi
+      done
+    '' { };
+  };
 
   util-linux = stub "util-linux-stub" ''
     mkdir -p $out/bin
     ln -s /usr/bin/setpriv $out/bin/setpriv
+  '' { };
+
+  unzip = stub "unzip-stub" ''
+    mkdir -p $out/bin
+    ln -s /usr/bin/unzip $out/bin/unzip
   '' { };
 
   # `nix develop` asks the flake's nixpkgs input for bashInteractive.
