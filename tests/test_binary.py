@@ -15,7 +15,7 @@ import pytest
 import etcd_env
 from etcd_env import EtcdNotFoundError, EtcdServer, EtcdVersionError, EtcdVersionWarning, _binary, resolve_binary
 
-from .conftest import REPO, assert_gone, server_dirs, write_script
+from .conftest import assert_gone, child_env, server_dirs, write_script
 from .release_archive import VERSION, build_archive, sha256_of
 
 DEBIAN_ETCD = Path("/usr/bin/etcd")
@@ -249,7 +249,11 @@ def test_which_names_the_pin(tmp_path: Path, state_dir: Path) -> None:
         for key, value in os.environ.items()
         if not key.startswith(("ETCD_ENV_", "TORCHELASTIC_", "ETCDCTL_"))
     }
-    env |= {"PYTHONPATH": str(REPO), "ETCD_ENV_STATE_DIR": str(state_dir), "ETCD_ENV_CACHE_DIR": str(tmp_path / "c")}
+    env |= {
+        "PYTHONPATH": child_env()["PYTHONPATH"],
+        "ETCD_ENV_STATE_DIR": str(state_dir),
+        "ETCD_ENV_CACHE_DIR": str(tmp_path / "c"),
+    }
     done = subprocess.run(
         [sys.executable, "-m", "etcd_env", "which"], env=env, capture_output=True, text=True, check=False
     )
