@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,16 @@ class MemberCommand:
             extra_args=extra_args,
             listen_client_urls=tuple(listen_client_urls),
         )
+
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """The caller's environment without ``ETCD_*``: what etcd is started with.
+
+        etcd reads every ``ETCD_<FLAG>`` variable as that flag, so a caller's ``ETCD_NAME`` or
+        ``ETCD_DATA_DIR`` would quietly override the flags decided here, and etcd_env's own
+        ``ETCD_ENV_*`` make it log a warning for each.
+        """
+        return {name: value for name, value in os.environ.items() if not name.startswith("ETCD_")}
 
     def argv(self) -> list[str]:
         argv = [

@@ -74,7 +74,9 @@ class MemberProcess:
         watchdog = self.record.watchdog
         # Said before the spawn: an owner dying inside it leaves the watchdog looking for the name.
         watchdog.spawning()
-        self.process = spawn(self.command.argv(), log_path=self._log_path, stderr=self._stderr)
+        self.process = spawn(
+            self.command.argv(), log_path=self._log_path, stderr=self._stderr, env=self.command.environment()
+        )
         watchdog.spawned(self.process.pid)
         self.record.write_info(
             {

@@ -215,3 +215,15 @@ def test_find_free_port_and_stop_etcd_keep_their_meaning(tmp_path: Path, state_d
     stop_etcd(process, str(data_dir))
     assert process.returncode is not None
     assert not data_dir.exists()
+
+
+def test_etcd_variables_of_the_caller_do_not_reach_etcd(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # etcd would read these as --name and --data-dir, overriding the managed flags.
+    monkeypatch.setenv("ETCD_NAME", "not-ours")
+    monkeypatch.setenv("ETCD_DATA_DIR", str(state_dir / "elsewhere"))
+    with EtcdServer() as server:
+        assert server.get_client().write("/k", "v").value == "v"
+        log = server.log_path.read_text() if server.log_path is not None else ""
+        assert server.name is not None and server.name in log
+    assert "not-ours" not in log and "unrecognized environment variable" not in log
+    assert not (state_dir / "elsewhere").exists()
