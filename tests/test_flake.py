@@ -96,8 +96,9 @@ def test_flake_reads_the_version_and_the_pin_from_their_one_place() -> None:
     for source in ("./etcd_env/_version.py", "./etcd_env/ETCD_VERSION", "./etcd_env/etcd_checksums.json"):
         assert source in text
     assert not re.search(r'version\s*=\s*"\d', text), "no version number may be written in flake.nix"
-    # The etcd comes from its official archive, never from nixpkgs (where bare `etcd` is 3.6).
-    assert not re.search(r"pkgs\.etcd", text)
+    # The etcd comes from its official archive; nixpkgs' only as the 3.5-checked fallback for a
+    # platform the table lacks, and never bare `etcd` (3.6 in nixpkgs, no v2).
+    assert re.findall(r"pkgs\.etcd\w*", text) == ["pkgs.etcd_3_5"]
 
 
 # --- the wiring, against the stand-in: needs nix -----------------------------
@@ -284,6 +285,27 @@ def _set_pin(flake: Path, version: str, sha256: str | None) -> None:
     table_path.write_text(json.dumps(table))
 
 
+def _set_nixpkgs_etcd_3_5(flake: Path, version: str) -> None:
+    pkgs_nix = flake / STUB / "pkgs.nix"
+    text = pkgs_nix.read_text()
+    assert 'version = "3.5.26";' in text
+    pkgs_nix.write_text(text.replace('version = "3.5.26";', f'version = "{version}";'))
+
+
+@pytest.mark.nix
+def test_a_platform_without_a_hash_gets_nixpkgs_etcd_3_5_said_loudly(
+    nix: str, nix_env: dict[str, str], flake: Path
+) -> None:
+    # As darwin is today: no public table has its hashes for the pin.
+    _set_pin(flake, "3.5.99", None)
+    system = _current_system(nix, nix_env, flake)
+    result = _run(
+        [nix, "eval", "--raw", *_stub_args(flake), f"path:{flake}#packages.{system}.etcd.version"], nix_env, flake
+    )
+    assert result.stdout == "3.5.26"
+    assert "no sha256 for etcd 3.5.99" in result.stderr and "nixpkgs' etcd_3_5 (3.5.26), not the pin" in result.stderr
+
+
 def _edit_flake(flake: Path, original: str, broken: str) -> None:
     flake_nix = flake / "flake.nix"
     text = flake_nix.read_text()
@@ -301,7 +323,11 @@ def _edit_flake(flake: Path, original: str, broken: str) -> None:
             id="misspelt-attribute",
         ),
         pytest.param(lambda flake: _set_pin(flake, "3.6.6", "0" * 64), ["needs etcd 3.5", "3.6.6"], id="pin-on-3.6"),
-        pytest.param(lambda flake: _set_pin(flake, "3.5.99", None), ["no sha256 for etcd 3.5.99"], id="no-hash"),
+        pytest.param(
+            lambda flake: (_set_pin(flake, "3.5.99", None), _set_nixpkgs_etcd_3_5(flake, "3.6.6")),
+            ["no sha256 for etcd 3.5.99", "etcd_3_5 is 3.6.6, off the 3.5 line"],
+            id="no-hash-and-nixpkgs-etcd_3_5-off-the-line",
+        ),
         pytest.param(
             lambda flake: _edit_flake(flake, "pythonImportsCheck =", "pytestFlagsArray = [ ]; pythonImportsCheck ="),
             ["pytestFlagsArray", "26.05", "pytestFlags"],

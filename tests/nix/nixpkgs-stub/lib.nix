@@ -11,6 +11,9 @@ rec {
       "${builtins.elemAt parts 0}.${builtins.elemAt parts 1}";
   };
 
+  # As nixpkgs' lib.warn: the message on stderr at evaluation, the value unchanged.
+  warn = msg: builtins.trace "evaluation warning: ${msg}";
+
   optional = cond: elem: if cond then [ elem ] else [ ];
   optionalString = cond: s: if cond then s else "";
 

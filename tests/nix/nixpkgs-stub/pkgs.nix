@@ -221,8 +221,12 @@ in
 {
   inherit python3 fetchurl stdenvNoCC;
 
-  # Bare `etcd` is 3.6 in nixpkgs from 25.11 on and etcd_3_5 is a symlinkJoin;
-  # the flake uses neither any more, so the stand-in has no etcd of its own.
+  # nixpkgs' etcd_3_5, which the flake falls back to only on a platform whose archive hash
+  # the table lacks: evaluated, never built here (only `version` is read), and the version
+  # of nixos-26.05 at branch-off. Bare `etcd` (3.6 from 25.11 on) is not used at all.
+  etcd_3_5 = stub "etcd-3.5.26-stub" "exit 1" { } // {
+    version = "3.5.26";
+  };
 
   # nixpkgs' mkShell is a derivation `nix develop` can run its get-env script
   # with: Nix 2.8 requires that builder to be bash, and the script writes the
