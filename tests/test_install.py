@@ -333,8 +333,6 @@ def test_shipped_table_is_well_formed_and_covers_the_pin() -> None:
             assert platform_name in _pin.PLATFORMS and _pin.is_sha256(digest), (version, platform_name)
             source = table.source[platform_name]
             assert source["repo"] and source["path"], f"every hash names its public source ({platform_name})"
-    newest = max(table.versions("linux-amd64"), key=lambda v: tuple(map(int, v.split("."))))
-    assert pin == newest, "the pin is the newest 3.5 with public hashes"
 
 
 def test_a_checksum_table_verifies_without_sha256(tmp_path: Path, mirror: Mirror) -> None:
