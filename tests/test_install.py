@@ -24,7 +24,7 @@ import etcd_env
 from etcd_env import EtcdInstallError, _cache, _pin
 
 from .conftest import wait_until
-from .release_archive import REPO, VERSION, Mirror, clean_env, mirror, release_tree, sha256_of
+from .release_archive import REPO, VERSION, Mirror, clean_env, distro_bin, mirror, release_tree, sha256_of
 
 __all__ = ["mirror", "release_tree"]  # fixtures, imported for pytest
 
@@ -166,9 +166,7 @@ def test_archive_holding_another_version_is_refused(tmp_path: Path, mirror: Mirr
 
 
 def _binary_dir() -> Path:
-    embedded = etcd_env._binary.embedded_binary_path()
-    assert embedded is not None
-    return embedded.parent
+    return distro_bin()
 
 
 def test_eight_concurrent_installs_download_once(tmp_path: Path, mirror: Mirror) -> None:
