@@ -76,11 +76,11 @@ def test_the_kernel_frees_a_dead_holders_reservation(state_dir: Path) -> None:
 
 
 def test_explicit_port_held_by_a_foreign_listener(state_dir: Path) -> None:
-    with reserve_port() as free:
-        port = free.port
     with socket.socket() as foreign:
-        foreign.bind(("127.0.0.1", port))
+        # A port the kernel hands out is one no other test can reserve meanwhile.
+        foreign.bind(("127.0.0.1", 0))
         foreign.listen()
+        port = foreign.getsockname()[1]
         with pytest.raises(PortBusyError, match="in use by another program"):
             reserve_specific_port(port)
     assert not port_is_reserved(port), "a refused reservation must not stay held"
