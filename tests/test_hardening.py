@@ -497,6 +497,18 @@ def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
     return seen
 
 
+def _read_received(terminal: int) -> bytes:
+    """The terminal's output up to the end of the command's ``received=N`` line."""
+    output = _read_until(terminal, b"received=", 30)
+    while b"\n" not in output.split(b"received=", 1)[1]:
+        readable, _, _ = select.select([terminal], [], [], 5)
+        chunk = os.read(terminal, 4096) if readable else b""
+        if not chunk:
+            break
+        output += chunk
+    return output
+
+
 def test_run_ctrl_c_on_a_terminal_reaches_the_command_once(state_dir: Path) -> None:
     argv = [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, "SIGINT"]
     env = _cli_env(state_dir)
@@ -506,13 +518,7 @@ def test_run_ctrl_c_on_a_terminal_reaches_the_command_once(state_dir: Path) -> N
     try:
         _read_until(terminal, b"ready", 60)
         os.write(terminal, b"\x03")  # Ctrl-C, as typed: the line discipline signals the foreground group
-        output = _read_until(terminal, b"received=", 30)
-        while b"\n" not in output.split(b"received=", 1)[1]:
-            readable, _, _ = select.select([terminal], [], [], 5)
-            chunk = os.read(terminal, 4096) if readable else b""
-            if not chunk:
-                break
-            output += chunk
+        output = _read_received(terminal)
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(terminal)
@@ -564,13 +570,7 @@ def test_run_ctrl_z_stops_the_command_and_etcd_env_and_fg_resumes_both(state_dir
         wait_until(lambda: _process_state(pid) != "T", 10, "etcd-env resumed")
         time.sleep(0.3)
         os.write(terminal, b"\x03")
-        output = _read_until(terminal, b"received=", 30)
-        while b"\n" not in output.split(b"received=", 1)[1]:
-            readable, _, _ = select.select([terminal], [], [], 5)
-            chunk = os.read(terminal, 4096) if readable else b""
-            if not chunk:
-                break
-            output += chunk
+        output = _read_received(terminal)
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(terminal)
