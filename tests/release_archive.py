@@ -59,7 +59,10 @@ def build_archive(mirror: Path, version: str, platform_name: str, *, content_ver
     target_dir.mkdir(parents=True, exist_ok=True)
     if platform_name.startswith("darwin-"):
         target = target_dir / f"{top}.zip"
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as bundle:
+        # Nix store files are dated 1970, before what ZIP can say: clamp to 1980, as zip(1) does.
+        with zipfile.ZipFile(
+            target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, strict_timestamps=False
+        ) as bundle:
             for name in ("etcd", "etcdctl", "etcdutl", "README.md"):
                 if name == "README.md":
                     bundle.writestr(f"{top}/README.md", "etcd release, repacked for a test\n")

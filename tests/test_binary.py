@@ -186,7 +186,8 @@ def test_cached_pin_comes_after_named_places_and_before_the_wheel(
     # The pin is 3.5.27; the only etcd that can be packed here is 3.5.1, so the test pins that.
     binary = resolve_binary(pin=VERSION)
     assert (binary.path, binary.source) == (str(cached), "etcd-env cache (pin)")
-    assert resolve_binary().source != "etcd-env cache (pin)", "the real pin is not installed in this cache"
+    if etcd_env.pinned_version() != VERSION:  # a stand-in copy of the tree pins the packed etcd itself
+        assert resolve_binary().source != "etcd-env cache (pin)", "the real pin is not installed in this cache"
     named = tmp_path / "named-etcd"
     named.symlink_to(cached)
     monkeypatch.setenv("ETCD_ENV_BINARY", str(named))

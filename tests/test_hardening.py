@@ -347,14 +347,20 @@ def test_a_port_taken_by_a_program_outside_our_locks_is_retried(
         while not stop.is_set():
             locks = sorted(lock_dir.glob("port-*.lock"), key=lambda path: path.stat().st_mtime_ns)
             if len(locks) >= 2:
-                port = int(locks[0].stem.removeprefix("port-"))
-                sockets[port].listen()
-                server = http.server.HTTPServer(("127.0.0.1", port), _NotEtcd, bind_and_activate=False)
-                server.socket.close()
-                server.socket = sockets[port]
-                threading.Thread(target=server.serve_forever, daemon=True).start()
-                stolen.append(port)
-                return
+                # Oldest first; where the filesystem's clock is coarse, the two may tie and etcd may
+                # already listen on the peer port: take the first one nobody listens on yet.
+                for lock in locks:
+                    port = int(lock.stem.removeprefix("port-"))
+                    try:
+                        sockets[port].listen()
+                    except OSError:
+                        continue
+                    server = http.server.HTTPServer(("127.0.0.1", port), _NotEtcd, bind_and_activate=False)
+                    server.socket.close()
+                    server.socket = sockets[port]
+                    threading.Thread(target=server.serve_forever, daemon=True).start()
+                    stolen.append(port)
+                    return
             time.sleep(0.0005)
 
     thief = threading.Thread(target=steal_first_reserved_port, daemon=True)
