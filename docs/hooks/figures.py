@@ -3,7 +3,8 @@
 A page writes ``{{ figure("latest", "start.etcd_env.median_ms") }}``; the hook replaces it with that
 value from ``benchmarks/results/latest.json`` (the first argument is the file's stem, the second a
 dotted path into it, or a list of keys when a key holds a dot). Optional keywords: ``fmt`` (a format
-spec, default ``.1f`` for floats) and ``scale`` (a factor applied first, e.g. bytes to MiB).
+spec, default ``.1f`` for floats), ``scale`` (a factor applied first, e.g. bytes to MiB) and
+``count=True`` (the length of a list).
 ``{{ include("CHANGELOG.md") }}`` inserts a file of the repository. A missing file or key is a
 warning, which ``mkdocs build --strict`` turns into a failed build: no figure can silently go stale
 or vanish. The build also checks that README.md names the pin of ``etcd_env/ETCD_VERSION``.
@@ -87,7 +88,9 @@ def _evaluate(expression: str) -> str:
     raise LookupError(f"unknown placeholder {call.func.id!r}: {{{{ {expression} }}}}")
 
 
-def figure(stem: str, key: str | list[str], fmt: str | None = None, scale: float | None = None) -> str:
+def figure(
+    stem: str, key: str | list[str], fmt: str | None = None, scale: float | None = None, count: bool = False
+) -> str:
     data = _results(stem)
     parts = key.split(".") if isinstance(key, str) else list(key)
     value: Any = data
@@ -99,6 +102,8 @@ def figure(stem: str, key: str | list[str], fmt: str | None = None, scale: float
         else:
             where = ".".join(parts[:i]) or "the top level"
             raise LookupError(f"benchmarks/results/{stem}.json has no {part!r} under {where}")
+    if count:
+        value = len(value)
     if scale is not None:
         value = value * scale
     if fmt is not None:
