@@ -154,7 +154,7 @@ def test_version_comes_from_the_one_version_file() -> None:
     done = etcd_env_cli("--version")
     assert done.returncode == 0
     namespace: dict[str, str] = {}
-    exec((REPO / "etcd_env" / "_version.py").read_text(), namespace)
+    exec(Path(etcd_env.__file__).with_name("_version.py").read_text(), namespace)  # the one imported
     assert done.stdout.strip() == f"etcd-env {namespace['__version__']}" == f"etcd-env {etcd_env.__version__}"
 
 

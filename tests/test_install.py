@@ -406,9 +406,7 @@ def test_nox_helper_honours_etcd_env_version(tmp_path: Path, mirror: Mirror) -> 
 
 def test_pytest_plugin_honours_etcd_env_version(tmp_path: Path, mirror: Mirror) -> None:
     # Autoload off and the plugin named explicitly: the same run with or without an installed entry point.
-    plugin = (
-        "etcd_env.pytest_plugin" if (REPO / "etcd_env" / "pytest_plugin.py").exists() else "etcd_env._pytest_plugin"
-    )
+    plugin = "etcd_env.pytest_plugin"
     inner = tmp_path / "inner" / "test_probe.py"
     inner.parent.mkdir()
     inner.write_text(
