@@ -266,6 +266,9 @@ def test_owner_killed_leaves_nothing(state_dir):
     for pid in pids:
         assert_gone(pid, timeout=10)
     wait_until(lambda: server_dirs(state_dir) == [], 10, "the watchdogs removed every member's directory")
+    # Each watchdog removes its member's lock file last, a moment after the directory.
+    servers = state_dir / "servers"
+    wait_until(lambda: list(servers.iterdir()) == [], 10, "the watchdogs removed every member's lock file")
     assert etcd_env.find_leftovers() == []
 
 
