@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._environ import endpoint_environment
+from ._http import url_host
 from ._tls import ClientTls
 
 if TYPE_CHECKING:
@@ -25,17 +26,13 @@ def client_environment(client_urls: Sequence[str], tls: ClientTls | None) -> dic
     return environment
 
 
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def python_etcd_client(client_urls: Sequence[str], tls: ClientTls | None, **overrides: Any) -> etcd.Client:
     """A python-etcd v2 client on these members; with several, it fails over between them."""
     import etcd  # noqa: PLC0415 - python-etcd pulls in urllib3: keep it off the start path
 
     parts = [urlsplit(url) for url in client_urls]
     # python-etcd formats "{host}:{port}" itself, so an IPv6 address must come bracketed.
-    hosts = tuple((_bracketed(part.hostname or "127.0.0.1"), part.port or 2379) for part in parts)
+    hosts = tuple((url_host(part.hostname or "127.0.0.1"), part.port or 2379) for part in parts)
     options: dict[str, Any] = {
         "host": hosts[0][0] if len(hosts) == 1 else hosts,
         "port": hosts[0][1],

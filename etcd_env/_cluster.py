@@ -27,7 +27,7 @@ from ._binary import EtcdBinary
 from ._client import client_environment, python_etcd_client
 from ._command import CLUSTER_TIMERS, MemberCommand, check_extra_args
 from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
-from ._http import connect
+from ._http import connect, url_host
 from ._lifecycle import StartStopContext
 from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_port_clash
 from ._paths import servers_dir
@@ -310,7 +310,7 @@ class EtcdCluster(StartStopContext):
 
     @property
     def _url_host(self) -> str:
-        return f"[{self._host}]" if ":" in self._host else self._host
+        return url_host(self._host)
 
     @property
     def _scheme(self) -> str:

@@ -11,6 +11,11 @@ import ssl
 from urllib.parse import urlsplit
 
 
+def url_host(address: str) -> str:
+    """``address`` as the host part of a URL (or a ``host:port``): an IPv6 literal goes in brackets."""
+    return f"[{address}]" if ":" in address else address
+
+
 def connect(url: str, *, timeout: float, ssl_context: ssl.SSLContext | None = None) -> http.client.HTTPConnection:
     """An unopened connection to ``url``'s host and port (https when the URL says so)."""
     parts = urlsplit(url)

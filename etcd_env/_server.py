@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._binary import EtcdBinary
 from ._client import client_environment, python_etcd_client
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
+from ._http import url_host
 from ._lifecycle import StartStopContext
 from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_port_clash
 from ._paths import servers_dir, writable_dir
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
     import etcd
 
 logger = logging.getLogger("etcd_env")
-
-
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
 
 
 def new_member_name(prefix: str = "etcd-env") -> str:
@@ -216,10 +213,10 @@ class EtcdServer(StartStopContext):
 
     @property
     def _url_host(self) -> str:
-        return _url_host(listen_addresses(self._host)[0])
+        return url_host(listen_addresses(self._host)[0])
 
     def _listen_client_urls(self, port: int) -> list[str]:
-        return [f"{self._scheme}://{_url_host(address)}:{port}" for address in listen_addresses(self._host)]
+        return [f"{self._scheme}://{url_host(address)}:{port}" for address in listen_addresses(self._host)]
 
     def _reserve(self, wanted: int | None) -> PortReservation:
         reservation = reserve_specific_port(wanted, self._host) if wanted is not None else reserve_port(self._host)
