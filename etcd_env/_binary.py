@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 from ._cache import cache_root, cached_etcd
 from ._environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR, VERSION_VAR
 from ._errors import EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
-from ._paths import cache_dir
+from ._paths import cache_dir, write_atomically
 from ._pin import is_version, pinned_version
 
 #: The release line etcd_env pins: the last with the v2 API python-etcd and torch speak.
@@ -245,22 +244,9 @@ def _read_version_cache() -> dict[str, str]:
 
 
 def _write_version_cache(entries: dict[str, str]) -> None:
-    """Write beside the file, then rename; on a full or read-only disk, skip it and leave no scratch file."""
-    scratch: Path | None = None
-    try:
-        directory = cache_dir()
-        handle, name = tempfile.mkstemp(prefix=".versions.json.", suffix=".tmp", dir=directory)
-        scratch = Path(name)
-        with os.fdopen(handle, "w") as sink:
-            sink.write(json.dumps(entries))
-        scratch.replace(directory / "versions.json")
-        scratch = None
-    except OSError:
-        pass
-    finally:
-        if scratch is not None:
-            with contextlib.suppress(OSError):
-                scratch.unlink()
+    """On a full or read-only disk the cache is skipped (write_atomically leaves no scratch file)."""
+    with contextlib.suppress(OSError):  # StateDirError is an OSError too
+        write_atomically(cache_dir() / "versions.json", json.dumps(entries))
 
 
 def probe_version(path: Path, *, timeout: float | None = None) -> str:
