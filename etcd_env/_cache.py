@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import UnixFileLock
 
 from ._environ import CACHE_DIR_VAR
 from ._errors import EtcdInstallError, StateDirError
+from ._locks import kernel_lock
 from ._paths import private_dir
 from ._pin import is_version
 
@@ -64,8 +65,9 @@ def version_dir(root: Path, version: str) -> Path:
     return root / version
 
 
-def install_lock(root: Path, version: str) -> FileLock:
-    return FileLock(str(root / f".{version}.lock"))
+def install_lock(root: Path, version: str) -> UnixFileLock:
+    """Held while one process installs or removes ``version``; the others wait for it."""
+    return kernel_lock(root / f".{version}.lock", timeout=-1)
 
 
 def _refuse_foreign(path: Path, info: os.stat_result, what: str) -> None:

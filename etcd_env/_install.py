@@ -40,9 +40,6 @@ from ._pin import (
     this_platform,
 )
 
-#: Seconds the unpacked ``etcd --version`` may take.
-PROBE_TIMEOUT = 30
-
 
 @dataclass(frozen=True)
 class InstallResult:
@@ -210,7 +207,7 @@ def _install_locked(
             scratch_dir = _cache.partial_path(root, version, directory=True)
             unpack(scratch_file, scratch_dir, top=f"etcd-v{version}-{platform_name}")
             try:
-                reported = probe_version(scratch_dir / "etcd", timeout=PROBE_TIMEOUT)
+                reported = probe_version(scratch_dir / "etcd")  # within _binary.PROBE_TIMEOUT
             except EtcdVersionError as error:
                 raise EtcdInstallError(f"the etcd unpacked from {url} does not run here: {error}") from error
             if reported != version.split("-", maxsplit=1)[0]:
