@@ -129,6 +129,17 @@ def requested_version(environ: os._Environ[str] | dict[str, str] | None = None) 
     return version
 
 
+def requested_binary(version: str, environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """The cached etcd ``$ETCD_ENV_VERSION`` asks for; one error naming the install command if absent."""
+    cached = cached_etcd(version, environ)
+    if cached is None:
+        raise EtcdNotFoundError(
+            f"{VERSION_VAR}={version} asks for etcd {version} from the etcd-env cache "
+            f"({cache_root(environ)}), and it is not installed there. Run: etcd-env install {version}"
+        )
+    return cached
+
+
 def resolve_binary(
     explicit: str | os.PathLike[str] | None = None,
     *,
@@ -173,13 +184,8 @@ def resolve_binary(
         return binary
 
     if requested:
-        cached = cached_etcd(requested, env)
-        if cached is None:
-            raise EtcdNotFoundError(
-                f"{VERSION_VAR}={requested} asks for etcd {requested} from the etcd-env cache "
-                f"({cache_root(env)}), and it is not installed there. Run: etcd-env install {requested}"
-            )
-        return EtcdBinary(str(cached), read_version(cached, timeout), f"{VERSION_VAR} (etcd-env cache)")
+        asked_for = requested_binary(requested, env)
+        return EtcdBinary(str(asked_for), read_version(asked_for, timeout), f"{VERSION_VAR} (etcd-env cache)")
 
     tried: list[str] = [
         "argument: none given",

@@ -37,10 +37,16 @@ def kernel_lock(path: Path, *, timeout: float = 0) -> UnixFileLock:
     return lock
 
 
+def held_fd(lock: UnixFileLock) -> int | None:
+    """The descriptor a held lock is on, or None (not held, or a filelock that hides it)."""
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    return fd if isinstance(fd, int) else None
+
+
 def _detach_inherited_locks() -> None:
     for lock in list(_locks):
-        fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
-        if not isinstance(fd, int):
+        fd = held_fd(lock)
+        if fd is None:
             continue  # not held, or filelock already forgot it in this child
         with contextlib.suppress(OSError):
             null = os.open(os.devnull, os.O_RDWR)

@@ -25,9 +25,8 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ._binary import requested_version
-from ._cache import cache_root, cached_etcd
-from ._environ import BINARY_VAR, ENDPOINTS_VAR, TORCH_BINARY_VAR, VERSION_VAR
+from ._binary import requested_binary, requested_version
+from ._environ import BINARY_VAR, ENDPOINTS_VAR, TORCH_BINARY_VAR
 from ._errors import EtcdNotFoundError
 from ._existing import ExistingCluster
 from ._server import EtcdServer
@@ -62,13 +61,7 @@ def _binary_for(session: nox.Session, binary: str | None) -> str:
             return os.environ[var]
     version = requested_version()
     if version is not None:
-        cached = cached_etcd(version)
-        if cached is None:
-            raise EtcdNotFoundError(
-                f"{VERSION_VAR}={version} asks for etcd {version} from the etcd-env cache ({cache_root()}), "
-                f"and it is not installed there. Run: etcd-env install {version}"
-            )
-        return str(cached)
+        return str(requested_binary(version))
     return session_binary(session)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from filelock import Timeout, UnixFileLock
 
 from ._guard import Watchdog
-from ._locks import kernel_lock
+from ._locks import held_fd, kernel_lock
 from ._paths import private_dir, servers_dir, write_atomically
 from ._process import command_line, pid_alive, wait_gone
 
@@ -110,8 +110,8 @@ def _holds_file_at(lock: UnixFileLock, path: Path) -> bool:
         there = path.stat()
     except FileNotFoundError:
         return False
-    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
-    if not isinstance(fd, int):
+    fd = held_fd(lock)
+    if fd is None:
         return True  # filelock hides the descriptor: the file exists, and names are unique
     held = os.fstat(fd)
     return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
