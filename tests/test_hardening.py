@@ -503,6 +503,16 @@ def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
     return seen
 
 
+def _run_counter_on_a_terminal(state_dir: Path) -> tuple[int, int]:
+    """`etcd-env run` of the SIGINT counter in a new session whose controlling terminal is a pty."""
+    argv = [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, "SIGINT"]
+    env = _cli_env(state_dir)
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execve(sys.executable, argv, env)
+    return pid, terminal
+
+
 def _read_received(terminal: int) -> bytes:
     """The terminal's output up to the end of the command's ``received=N`` line."""
     output = _read_until(terminal, b"received=", 30)
@@ -516,11 +526,7 @@ def _read_received(terminal: int) -> bytes:
 
 
 def test_run_ctrl_c_on_a_terminal_reaches_the_command_once(state_dir: Path) -> None:
-    argv = [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, "SIGINT"]
-    env = _cli_env(state_dir)
-    pid, terminal = pty.fork()
-    if pid == 0:  # the child: a new session whose controlling terminal is the pty
-        os.execve(sys.executable, argv, env)
+    pid, terminal = _run_counter_on_a_terminal(state_dir)
     try:
         _read_until(terminal, b"ready", 60)
         os.write(terminal, b"\x03")  # Ctrl-C, as typed: the line discipline signals the foreground group
@@ -563,11 +569,7 @@ def _process_state(pid: int) -> str:
 
 
 def test_run_ctrl_z_stops_the_command_and_etcd_env_and_fg_resumes_both(state_dir: Path) -> None:
-    argv = [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, "SIGINT"]
-    env = _cli_env(state_dir)
-    pid, terminal = pty.fork()
-    if pid == 0:
-        os.execve(sys.executable, argv, env)
+    pid, terminal = _run_counter_on_a_terminal(state_dir)
     try:
         _read_until(terminal, b"ready", 60)
         os.write(terminal, b"\x1a")  # Ctrl-Z: the command's group stops; etcd-env must stop too, for the shell
