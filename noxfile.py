@@ -22,6 +22,8 @@ import nox
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from etcd_env import nox_etcd
 
+ROOT = Path(__file__).resolve().parent
+
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint"]
@@ -48,14 +50,26 @@ for _version in PYTHONS:
     nox.session(python=_version, name=f"tests-{_version}", allow_parallel=True)(_tests)
 
 
+#: Every GitHub workflow the lint session checks: ours, and the example a user copies (docs/ci.md).
+WORKFLOWS = [
+    *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / ".github" / "workflows").glob("*.yml")),
+    "docs/examples/user-ci.yml",
+]
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy."""
+    """ruff and mypy; zizmor and the workflow schema on every workflow (ours and the user-CI example)."""
     # mypy checks _tls.py against trustme and the plugins against pytest and nox ([test] has all three).
-    session.install("-e", ".[test]", "ruff", "mypy")
+    session.install("-e", ".[test]", "ruff", "mypy", "zizmor", "check-jsonschema")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    # zizmor: actions pinned to commits, no persisted credentials, least-privilege permissions,
+    # no template injection; --offline, since it must not need GitHub (0 findings at its default persona).
+    session.run("zizmor", "--offline", *WORKFLOWS, ".github/dependabot.yml")
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
 
 
 #: The only torch here is a local CPU wheel; elsewhere choose a CPU wheel with
