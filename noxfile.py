@@ -103,7 +103,14 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """The documentation site: `mkdocs build --strict` (figures read from benchmarks/results/)."""
-    session.install("mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10")
+    # mkdocstrings renders the API reference from the docstrings; tomli: docs/hooks/compat.py
+    # reads pyproject.toml, and tomllib is 3.11+.
+    session.install(
+        "mkdocs>=1.6,<2",
+        "mkdocs-material>=9.5,<10",
+        "mkdocstrings[python]>=0.29,<2",
+        "tomli>=2; python_version < '3.11'",
+    )
     session.run("mkdocs", "build", "--strict", *session.posargs)
 
 

@@ -5,7 +5,12 @@ value from ``benchmarks/results/latest.json`` (the first argument is the file's 
 dotted path into it, or a list of keys when a key holds a dot). Optional keywords: ``fmt`` (a format
 spec, default ``.1f`` for floats), ``scale`` (a factor applied first, e.g. bytes to MiB) and
 ``count=True`` (the length of a list).
-``{{ include("CHANGELOG.md") }}`` inserts a file of the repository. A missing file or key is a
+``{{ include("CHANGELOG.md") }}`` inserts a file of the repository (its ``docs/`` links made
+relative to the site). ``{{ source_url() }}`` is where to install etcd_env from before it is on
+PyPI: ``git+`` the repository's URL (mkdocs.yml's ``repo_url``, the one place it is configured),
+else this checkout's own path, so a command on a page is never a placeholder.
+``{{ compatibility() }}`` is the table docs/hooks/compat.py builds from the code's own constants,
+and fails the build when they disagree. A missing file or key is a
 warning, which ``mkdocs build --strict`` turns into a failed build: no figure can silently go stale
 or vanish. The build also checks that README.md names the pin of ``etcd_env/ETCD_VERSION``.
 Write ``\\{{`` for a literal ``{{``.
@@ -23,6 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import compat  # docs/hooks/compat.py: mkdocs puts a hook's own directory on sys.path while loading it
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
@@ -30,18 +36,23 @@ from mkdocs.structure.pages import Page
 log = logging.getLogger("mkdocs.hooks.figures")
 
 # Only these two calls: other {{ ... }} (a workflow's ${{ matrix.os }}) are left alone.
-PLACEHOLDER = re.compile(r"(\\?)\{\{\s*((?:figure|include)\(.*?\))\s*\}\}", re.DOTALL)
+PLACEHOLDER = re.compile(r"(\\?)\{\{\s*((?:figure|include|source_url|compatibility)\(.*?\))\s*\}\}", re.DOTALL)
 
 #: Images the pages show, copied from where the benchmark writes them into the site.
 IMAGES = {"assets/start_latency.png": "benchmarks/results/start_latency.png"}
 
 _root = Path.cwd()
+_repo_url: str | None = None
 _cache: dict[str, Any] = {}
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
-    global _root  # noqa: PLW0603 - mkdocs hooks are module functions; the root is per build
+    global _root, _repo_url  # noqa: PLW0603 - mkdocs hooks are module functions; both are per build
     _root = Path(config.config_file_path).resolve().parent
+    _repo_url = config.repo_url
+    if not _repo_url:
+        # A local build names no repository (mkdocs.yml); "edit this page" links have nowhere to point.
+        config.edit_uri = None
     _cache.clear()
     # The README cannot read the pin at build time, so it names it; keep the two in step.
     pin = (_root / "etcd_env" / "ETCD_VERSION").read_text(encoding="utf-8").strip()
@@ -85,6 +96,10 @@ def _evaluate(expression: str) -> str:
         return figure(*args, **kwargs)
     if call.func.id == "include":
         return include(*args, **kwargs)
+    if call.func.id == "source_url":
+        return source_url(*args, **kwargs)
+    if call.func.id == "compatibility":
+        return compat.table(_root, *args, **kwargs)
     raise LookupError(f"unknown placeholder {call.func.id!r}: {{{{ {expression} }}}}")
 
 
@@ -118,7 +133,16 @@ def include(path: str) -> str:
     if not file.is_file():
         raise LookupError(f"no file {path} in the repository")
     # rstrip: a one-line file (etcd_env/ETCD_VERSION) can sit inside a sentence.
-    return file.read_text(encoding="utf-8").rstrip()
+    text = file.read_text(encoding="utf-8").rstrip()
+    # A repository file links to pages as docs/x.md (right on GitHub); on the site they are x.md.
+    return re.sub(r"\]\(docs/", "](", text) if file.suffix == ".md" else text
+
+
+def source_url() -> str:
+    """A pip direct reference to etcd_env's source: the repository if configured, else this checkout."""
+    if _repo_url:
+        return f"git+{_repo_url.rstrip('/')}"
+    return _root.as_uri()
 
 
 def _results(stem: str) -> Any:
