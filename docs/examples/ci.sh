@@ -7,6 +7,7 @@ set -eu
 # An etcd: the [bin] wheel's on Linux x86_64, else the pinned release fetched once into
 # $ETCD_ENV_CACHE_DIR (keep that directory in the CI's cache to skip the download).
 # No hash for macOS in etcd_env's table: there, add --sha256 HEX from the release's SHA256SUMS.
+# With ETCD_ENV_EXPECT_VERSION=pin the wheel's etcd does not count, so the pin is installed.
 if ! etcd-env which >/dev/null 2>&1; then
     etcd-env install --quiet
 fi
