@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from etcd_env._binary import PINNED_SERIES, resolve_binary, version_matches
+from etcd_env._binary import PINNED_SERIES, EtcdBinary, pin_verdict, resolve_binary, version_matches
 from etcd_env._errors import EtcdNotFoundError, EtcdVersionError
 from etcd_env._process import pid_alive
 
@@ -149,8 +149,9 @@ def pytest_configure_node(node: object) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     suite = config.stash[_suite_key]
-    checked = f"verified against {EXPECT_VERSION_VAR}={suite.expected}" if suite.expected else "on the pin"
-    return [f"etcd under test: {suite.path} (etcd {suite.version}, from {suite.source}; {checked})"]
+    verdict = pin_verdict(EtcdBinary(suite.path, suite.version, suite.source))
+    checked = f"; verified against {EXPECT_VERSION_VAR}={suite.expected}" if suite.expected else ""
+    return [f"etcd under test: {suite.path} (from {suite.source}): {verdict}{checked}"]
 
 
 @pytest.fixture(scope="session")

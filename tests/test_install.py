@@ -139,11 +139,11 @@ def test_unknown_version_needs_a_hash_and_downloads_nothing(tmp_path: Path, mirr
 def test_a_platform_without_an_archive_or_a_hash(tmp_path: Path) -> None:
     env = {"ETCD_ENV_CACHE_DIR": str(tmp_path / "cache")}
     with pytest.raises(EtcdInstallError, match=r"no release archive for linux-riscv64"):
-        etcd_env.install("3.5.27", platform_name="linux-riscv64", environ=env)
+        etcd_env.install("3.5.33", platform_name="linux-riscv64", environ=env)
     # The pin's darwin hashes are in no public table found: the error says where to get one.
-    with pytest.raises(EtcdInstallError, match=r"no SHA-256 for etcd 3\.5\.27 on darwin-arm64") as caught:
-        etcd_env.install("3.5.27", platform_name="darwin-arm64", environ=env)
-    assert "v3.5.27/SHA256SUMS" in str(caught.value) and "--sha256 HEX 3.5.27" in str(caught.value)
+    with pytest.raises(EtcdInstallError, match=r"no SHA-256 for etcd 3\.5\.33 on darwin-arm64") as caught:
+        etcd_env.install("3.5.33", platform_name="darwin-arm64", environ=env)
+    assert "v3.5.33/SHA256SUMS" in str(caught.value) and "--sha256 HEX 3.5.33" in str(caught.value)
     assert not (tmp_path / "cache").exists()
 
 
@@ -342,8 +342,11 @@ def test_shipped_table_is_well_formed_and_covers_the_pin() -> None:
         assert _pin.is_version(version)
         for platform_name, digest in by_platform.items():
             assert platform_name in _pin.PLATFORMS and _pin.is_sha256(digest), (version, platform_name)
-            source = table.source[platform_name]
-            assert source["repo"] and source["path"], f"every hash names its public source ({platform_name})"
+            source = table.source_of(version, platform_name)
+            assert source is not None, f"every hash names its public source ({version}, {platform_name})"
+            assert source["repo"] and source["path"] and source["key"], (version, platform_name)
+    assert {"3.4", "3.5"} <= set(table.by_line()), "both v2 lines torch's rendezvous runs on are installable"
+    assert "3.4.3" in table.sha256, "torch's EtcdServer documents etcd 3.4.3"
 
 
 def test_a_checksum_table_verifies_without_sha256(tmp_path: Path, mirror: Mirror) -> None:
@@ -353,7 +356,15 @@ def test_a_checksum_table_verifies_without_sha256(tmp_path: Path, mirror: Mirror
     table_file.write_text(
         json.dumps(
             {
-                "source": {LINUX: {"repo": "test/mirror", "path": ARCHIVE, "commit": None}},
+                "sources": [
+                    {
+                        "platforms": [LINUX],
+                        "versions": [VERSION],
+                        "repo": "test/mirror",
+                        "path": ARCHIVE,
+                        "commit": None,
+                    }
+                ],
                 "sha256": {VERSION: {LINUX: digest}},
             }
         )
