@@ -66,9 +66,7 @@ DIR_TTL_REFRESH = KnownDefect(
 )
 
 _FLATCAR = "flatcar/Flatcar#2352"
-_CLIENT_TOOLS_ONLY = (
-    "nothing etcd_env relies on (the source names etcdctl/etcdutl, not the server); scanners flag it"
-)
+_CLIENT_TOOLS_ONLY = "nothing etcd_env relies on (the source names etcdctl/etcdutl, not the server); scanners flag it"
 KNOWN_DEFECTS: tuple[KnownDefect, ...] = (
     DIR_TTL_REFRESH,
     KnownDefect(

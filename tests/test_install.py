@@ -24,7 +24,17 @@ import etcd_env
 from etcd_env import EtcdInstallError, _cache, _pin
 
 from .conftest import wait_until
-from .release_archive import REPO, VERSION, Mirror, clean_env, distro_bin, mirror, release_tree, sha256_of
+from .release_archive import (
+    REPO,
+    VERSION,
+    Mirror,
+    build_debian_archive,
+    clean_env,
+    distro_bin,
+    mirror,
+    release_tree,
+    sha256_of,
+)
 
 __all__ = ["mirror", "release_tree"]  # fixtures, imported for pytest
 
@@ -231,6 +241,35 @@ def test_list_and_uninstall(tmp_path: Path, mirror: Mirror) -> None:
     assert leftovers(tmp_path / "cache") == []
     again = cli("uninstall", VERSION, env=env)
     assert again.returncode == 1 and "not installed" in again.stderr
+
+
+def test_an_etcd_34_archive_installs_and_runs_without_the_35_defect(tmp_path: Path, mirror: Mirror) -> None:
+    # Debian's 3.4.23 packed the way a 3.4 release is (etcd, no etcdutl), served by the mirror.
+    version, archive = build_debian_archive(mirror.root)
+    env = clean_env(tmp_path)
+    done = cli("install", "--mirror", mirror.url, "--sha256", sha256_of(archive), version, env=env)
+    assert done.returncode == 0, done.stderr
+    etcd = tmp_path / "cache" / version / "etcd"
+    assert f"installed etcd {version}: {etcd}" in done.stdout
+    assert f"ETCD_ENV_VERSION={version} etcd-env run" in done.stdout
+    assert sorted(p.name for p in etcd.parent.iterdir()) == ["etcd", "install.json"]
+    listed = cli("install", "--list", env=env)
+    assert f"  {version}  {etcd}  verified by --sha256" in listed.stdout and "known defects:" not in listed.stdout
+    which = cli("which", "--json", env={**env, "ETCD_ENV_VERSION": version})
+    report = json.loads(which.stdout)
+    assert (report["path"], report["version"], report["known_defects"]) == (str(etcd), version, [])
+    # It serves: a v2 directory's TTL refreshes on 3.4 (what 3.5 refuses).
+    probe = (
+        "import os, etcd\n"
+        "host, port = os.environ['ETCD_ENV_ENDPOINT'].split(':')\n"
+        "client = etcd.Client(host=host, port=int(port))\n"
+        "client.write('/d', None, dir=True, ttl=60)\n"
+        "client.refresh('/d', ttl=600)\n"
+        "print(client.read('/d').ttl > 60)\n"
+    )
+    ran = cli("run", "--", sys.executable, "-c", probe, env={**env, "ETCD_ENV_VERSION": version})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_darwin_zip_layout_unpacks(tmp_path: Path, mirror: Mirror) -> None:
