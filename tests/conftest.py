@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from etcd_env._binary import PINNED_SERIES, EtcdBinary, pin_verdict, resolve_binary, version_matches
+from etcd_env._defects import defects_of
 from etcd_env._errors import EtcdNotFoundError, EtcdVersionError
 from etcd_env._process import pid_alive
 
@@ -151,7 +152,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     suite = config.stash[_suite_key]
     verdict = pin_verdict(EtcdBinary(suite.path, suite.version, suite.source))
     checked = f"; verified against {EXPECT_VERSION_VAR}={suite.expected}" if suite.expected else ""
-    return [f"etcd under test: {suite.path} (from {suite.source}): {verdict}{checked}"]
+    lines = [f"etcd under test: {suite.path} (from {suite.source}): {verdict}{checked}"]
+    # The same rows `etcd-env which` and the plugin's header show: known defects of this version.
+    return lines + [f"known defect of etcd {suite.version}: {row.describe()}" for row in defects_of(suite.version)]
 
 
 @pytest.fixture(scope="session")
