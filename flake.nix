@@ -43,18 +43,66 @@
       # cannot be checked offline; this is one exact binary on every way in.
       # etcd 3.6 removed the v2 API that python-etcd and PyTorch's etcd rendezvous
       # speak, so anything off the 3.5 line is refused at evaluation time.
+      # One official release archive of etcd `v`, installed as released, checked against `sha256`.
+      releaseEtcd =
+        system: pkgs: v: sha256:
+        let
+          platform = platforms.${system};
+          isDarwin = lib.hasSuffix "-darwin" system;
+          archive = "etcd-v${v}-${platform}.${if isDarwin then "zip" else "tar.gz"}";
+          # etcdutl came with 3.5; a 3.4 archive holds etcd and etcdctl.
+          binaries = "etcd etcdctl" + lib.optionalString (lib.versions.majorMinor v != "3.4") " etcdutl";
+        in
+        pkgs.stdenvNoCC.mkDerivation {
+          pname = "etcd";
+          version = v;
+          src = pkgs.fetchurl {
+            url = "https://github.com/etcd-io/etcd/releases/download/v${v}/${archive}";
+            inherit sha256;
+          };
+          nativeBuildInputs = lib.optional isDarwin pkgs.unzip;
+          # The official binaries are static Go executables: installed as released.
+          dontConfigure = true;
+          dontBuild = true;
+          dontStrip = true;
+          dontPatchELF = true;
+          installPhase = ''
+            runHook preInstall
+            install -Dm755 -t $out/bin ${binaries}
+            runHook postInstall
+          '';
+          # The archive is what its name says: etcd reports that version.
+          doInstallCheck = true;
+          installCheckPhase = ''
+            runHook preInstallCheck
+            $out/bin/etcd --version | grep -Fx "etcd Version: ${v}"
+            runHook postInstallCheck
+          '';
+          meta = {
+            description = "etcd ${v}, the official release binaries";
+            homepage = "https://github.com/etcd-io/etcd";
+            license = lib.licenses.asl20;
+            sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
+            platforms = [ system ];
+            mainProgram = "etcd";
+          };
+        };
+
+      # The pinned etcd itself, from etcd's official release archive: nixpkgs'
+      # etcd_3_5 moves with the branch and its exact version at the locked rev
+      # cannot be checked offline; this is one exact binary on every way in.
+      # etcd 3.6 removed the v2 API that python-etcd and PyTorch's etcd rendezvous
+      # speak, so anything off the 3.5 line is refused at evaluation time.
       etcdFor =
         system: pkgs:
         let
           platform = platforms.${system};
-          isDarwin = lib.hasSuffix "-darwin" system;
-          archive = "etcd-v${etcdVersion}-${platform}.${if isDarwin then "zip" else "tar.gz"}";
           sha256 = (checksums.${etcdVersion} or { }).${platform} or "";
         in
         if lib.versions.majorMinor etcdVersion != "3.5" then
           throw "etcd_env needs etcd 3.5, the last line with the v2 API; etcd_env/ETCD_VERSION pins ${etcdVersion}"
         else if sha256 == "" then
-          # No public table has every platform's hash of every release (in 2026-11 none has
+          # No public table has every platform's hash of every release (in 2026-12 none has
           # darwin's for 3.5.7 and later): rather than no etcd at all there, nixpkgs' own 3.5
           # build, said loudly. The shell's ETCD_ENV_EXPECT_VERSION is its version, so a
           # test run still proves which etcd it ran.
@@ -70,40 +118,21 @@
           else
             throw "etcd_env/etcd_checksums.json has no sha256 for etcd ${etcdVersion} on ${platform}, and nixpkgs' etcd_3_5 is ${fromNixpkgs.version}, off the 3.5 line: add the hash from https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}/SHA256SUMS"
         else
-          pkgs.stdenvNoCC.mkDerivation {
-            pname = "etcd";
-            version = etcdVersion;
-            src = pkgs.fetchurl {
-              url = "https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}/${archive}";
-              inherit sha256;
-            };
-            nativeBuildInputs = lib.optional isDarwin pkgs.unzip;
-            # The official binaries are static Go executables: installed as released.
-            dontConfigure = true;
-            dontBuild = true;
-            dontStrip = true;
-            dontPatchELF = true;
-            installPhase = ''
-              runHook preInstall
-              install -Dm755 -t $out/bin etcd etcdctl etcdutl
-              runHook postInstall
-            '';
-            # The archive is what its name says: etcd reports the pinned version.
-            doInstallCheck = true;
-            installCheckPhase = ''
-              runHook preInstallCheck
-              $out/bin/etcd --version | grep -Fx "etcd Version: ${etcdVersion}"
-              runHook postInstallCheck
-            '';
-            meta = {
-              description = "etcd ${etcdVersion}, the official release binaries";
-              homepage = "https://github.com/etcd-io/etcd";
-              license = lib.licenses.asl20;
-              sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
-              platforms = [ system ];
-              mainProgram = "etcd";
-            };
-          };
+          releaseEtcd system pkgs etcdVersion sha256;
+
+      # The newest version of `line` the table has this platform's hash for, or null. The 3.4
+      # line is the one torch's v1 etcd rendezvous keeps its directory lease on (every 3.5
+      # refuses to refresh a directory's TTL, etcd #13589); nixpkgs' etcd_3_4 left master in
+      # 2026-07, so it comes from the same official archives and table as the pin.
+      newestOnLine =
+        line: platform:
+        let
+          listed = builtins.filter (v: lib.versions.majorMinor v == line && checksums.${v} ? ${platform}) (
+            builtins.attrNames checksums
+          );
+          newest = builtins.sort (a: b: builtins.compareVersions a b > 0) listed;
+        in
+        if listed == [ ] then null else builtins.head newest;
 
       etcdEnvFor =
         system: pkgs:
@@ -164,11 +193,19 @@
         system:
         let
           pkgs = nixpkgs.legacyPackages.${system};
+          etcd34 = newestOnLine "3.4" platforms.${system};
         in
         {
           etcd = etcdFor system pkgs;
           default = etcdEnvFor system pkgs;
         }
+        # `nix build .#etcd_3_4`, then ETCD_ENV_BINARY=result/bin/etcd: where the table has a hash.
+        // (
+          if etcd34 == null then
+            { }
+          else
+            { etcd_3_4 = releaseEtcd system pkgs etcd34 checksums.${etcd34}.${platforms.${system}}; }
+        )
       );
 
       devShells = forAllSystems (

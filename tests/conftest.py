@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from etcd_env._binary import PINNED_SERIES, resolve_binary, version_matches
+from etcd_env._binary import PINNED_SERIES, EtcdBinary, pin_verdict, resolve_binary, version_matches
+from etcd_env._defects import defects_of
 from etcd_env._errors import EtcdNotFoundError, EtcdVersionError
 from etcd_env._process import pid_alive
 
@@ -149,8 +150,11 @@ def pytest_configure_node(node: object) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     suite = config.stash[_suite_key]
-    checked = f"verified against {EXPECT_VERSION_VAR}={suite.expected}" if suite.expected else "on the pin"
-    return [f"etcd under test: {suite.path} (etcd {suite.version}, from {suite.source}; {checked})"]
+    verdict = pin_verdict(EtcdBinary(suite.path, suite.version, suite.source))
+    checked = f"; verified against {EXPECT_VERSION_VAR}={suite.expected}" if suite.expected else ""
+    lines = [f"etcd under test: {suite.path} (from {suite.source}): {verdict}{checked}"]
+    # The same rows `etcd-env which` and the plugin's header show: known defects of this version.
+    return lines + [f"known defect of etcd {suite.version}: {row.describe()}" for row in defects_of(suite.version)]
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,34 @@ def build_archive(mirror: Path, version: str, platform_name: str, *, content_ver
     return target
 
 
+#: Debian's etcd-server: the etcd 3.4 a release archive of the 3.4 line is packed from here.
+DEBIAN_ETCD = Path("/usr/bin/etcd")
+
+
+def build_debian_archive(mirror: Path) -> tuple[str, Path]:
+    """(version, archive) of Debian's etcd 3.4 packed as ``etcd-v<V>-linux-amd64.tar.gz``.
+
+    A 3.4 release archive holds ``etcd`` and ``etcdctl`` (no ``etcdutl``, which came with 3.5)
+    beside its documentation; Debian ships only ``etcd`` in etcd-server, which is all an
+    install needs, so that and a README are packed.
+    """
+    if not DEBIAN_ETCD.is_file():
+        pytest.skip(f"no etcd 3.4 to pack: {DEBIAN_ETCD} is absent (apt-get install etcd-server adds it)")
+    version = _binary.probe_version(DEBIAN_ETCD)
+    if not version.startswith("3.4."):
+        pytest.skip(f"{DEBIAN_ETCD} is etcd {version}, not a 3.4 to pack")
+    top = f"etcd-v{version}-linux-amd64"
+    target_dir = mirror / f"v{version}"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{top}.tar.gz"
+    readme = mirror / "README.md"
+    readme.write_text("etcd release, repacked for a test\n")
+    with tarfile.open(target, "w:gz", compresslevel=1) as bundle:
+        bundle.add(DEBIAN_ETCD, f"{top}/etcd")
+        bundle.add(readme, f"{top}/README.md")
+    return version, target
+
+
 @dataclass
 class Mirror:
     """A local release mirror; ``mode`` is what the next downloads get."""

@@ -183,7 +183,7 @@ def test_cached_pin_comes_after_named_places_and_before_the_wheel(
 ) -> None:
     _no_named_binary(monkeypatch, installed_cache)
     cached = installed_cache / VERSION / "etcd"
-    # The pin is 3.5.27; the only etcd that can be packed here is 3.5.1, so the test pins that.
+    # The pin is not 3.5.1; the only etcd that can be packed here is 3.5.1, so the test pins that.
     binary = resolve_binary(pin=VERSION)
     assert (binary.path, binary.source) == (str(cached), "etcd-env cache (pin)")
     if etcd_env.pinned_version() != VERSION:  # a stand-in copy of the tree pins the packed etcd itself

