@@ -31,6 +31,7 @@ import pytest
 from . import fixtures
 from ._pytest_options import (
     add_options,
+    check_options,
     configured_port,
     configured_server,
     existing_cluster,
@@ -49,6 +50,10 @@ _LOG_LINES = 40
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    check_options(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
