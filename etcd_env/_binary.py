@@ -372,15 +372,36 @@ def _wait_exit(probe: subprocess.Popen[bytes], deadline: float) -> bool:
 
 
 def _kill_probe_leftovers(probe: subprocess.Popen[bytes], fd: int) -> None:
-    """SIGKILL the probe's group, and the group of every process that escaped it but holds its pipe."""
+    """SIGKILL the probe's group; if something still holds its pipe, every process of that one's session.
+
+    Only the probe's descendants can hold the pipe, and none of them can be in our session (the
+    probe starts a new one), so the sessions killed are the probe's own or ones it ``setsid``'d.
+    """
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(probe.pid, signal.SIGKILL)
+    ours = os.getsid(0)
+    sessions = set()
     for pid in _holding_pipe(fd):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            group = os.getpgid(pid)
-            # Our own group or session is never signalled: only what the probe started can hold its pipe.
-            if group != os.getpgrp() and os.getsid(pid) != os.getsid(0):
-                os.killpg(group, signal.SIGKILL)
+            sessions.add(os.getsid(pid))
+    sessions.discard(ours)
+    for pid in _in_sessions(sessions):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _in_sessions(sessions: set[int]) -> list[int]:
+    if not sessions:
+        return []
+    members = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError), open(f"{entry.path}/stat", "rb") as stat:
+                    # After the command's ")": state, ppid, pgrp, session.
+                    if int(stat.read().rsplit(b")", 1)[1].split()[3]) in sessions:
+                        members.append(int(entry.name))
+    return members
 
 
 def _holding_pipe(fd: int) -> list[int]:
@@ -391,18 +412,24 @@ def _holding_pipe(fd: int) -> list[int]:
     holders = []
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
-            if entry.name.isdigit() and int(entry.name) != os.getpid() and target in _fd_targets(entry.path):
+            if entry.name.isdigit() and int(entry.name) != os.getpid() and _writes_to(entry.path, target):
                 holders.append(int(entry.name))
     return holders
 
 
-def _fd_targets(process: str) -> set[str]:
-    targets = set()
+def _writes_to(process: str, target: str) -> bool:
+    """Whether ``process`` holds ``target`` open for writing. A read end is not holding the probe's
+    output open (ours is, for a moment, in a sibling another thread forked and has not exec'd yet)."""
     with contextlib.suppress(OSError):  # gone, or another user's
         for link in os.scandir(f"{process}/fd"):
-            with contextlib.suppress(OSError):  # closed meanwhile
-                targets.add(str(Path(link.path).readlink()))
-    return targets
+            with contextlib.suppress(OSError, ValueError, StopIteration):  # closed meanwhile
+                if str(Path(link.path).readlink()) != target:
+                    continue
+                info = Path(f"{process}/fdinfo/{link.name}").read_text().splitlines()
+                flags = next(line.split()[1] for line in info if line.startswith("flags:"))
+                if int(flags, 8) & os.O_ACCMODE != os.O_RDONLY:
+                    return True
+    return False
 
 
 def _drain_is_eof(fd: int) -> bool:

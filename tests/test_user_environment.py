@@ -173,6 +173,43 @@ def test_a_version_probe_that_hangs_with_a_daemon_is_killed_at_the_deadline(tmp_
             os.kill(pid, signal.SIGKILL)
 
 
+def test_a_version_probe_daemon_is_killed_with_its_whole_session(tmp_path: Path, state_dir: Path) -> None:
+    """The daemon holding stdout started a second process group in its session: that one goes too."""
+    if SETSID is None:
+        pytest.skip("setsid (util-linux) is not installed")
+    holder, grouped = (f"600.{uuid.uuid4().int % 10**9}" for _ in range(2))
+    regroup = "import os, sys; os.setpgid(0, 0); os.execvp('sleep', ['sleep', sys.argv[1]])"
+    daemon = write_script(
+        tmp_path / "daemon",
+        f"""\
+        "{sys.executable}" -c "{regroup}" {grouped} </dev/null >/dev/null 2>&1 &
+        exec sleep {holder}
+        """,
+    )
+    real = os.environ["ETCD_ENV_BINARY"]
+    binary = write_script(
+        tmp_path / "etcd",
+        f"""\
+        if [ "$1" = --version ]; then
+          "{SETSID}" "{daemon}" &
+          "{real}" --version
+          exit 0
+        fi
+        exec "{real}" "$@"
+        """,
+    )
+    try:
+        wait_for = [f"sleep\0{marker}\0".encode() for marker in (holder, grouped)]
+        done = cli("run", "--timeout", "10", "--binary", str(binary), "--", "true", timeout=60)
+        assert done.returncode == 0, done.stderr
+        for argv in wait_for:
+            wait_until(lambda argv=argv: not _processes_with(argv, exact=True), 10, "the daemon's session is killed")
+    finally:
+        for marker in (holder, grouped):
+            for pid in _processes_with(f"sleep\0{marker}\0".encode(), exact=True):
+                os.kill(pid, signal.SIGKILL)
+
+
 # -- 8. bad values: one line naming the option, the value and what is accepted ---------------------
 
 
