@@ -356,6 +356,8 @@ def _drain(fd: int, chunks: list[bytes]) -> bool:
 
 
 def _exited(probe: subprocess.Popen[bytes]) -> bool:
+    if not hasattr(os, "waitid"):  # macOS before Python 3.13: reaped here, its group signalled just after
+        return probe.poll() is not None
     try:
         return os.waitid(os.P_PID, probe.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
