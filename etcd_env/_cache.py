@@ -27,7 +27,7 @@ from typing import Any
 from filelock import UnixFileLock
 
 from ._environ import CACHE_DIR_VAR
-from ._errors import EtcdInstallError, StateDirError
+from ._errors import CacheUnusableError, EtcdInstallError, StateDirError
 from ._locks import kernel_lock
 from ._paths import private_dir
 from ._pin import is_version
@@ -38,12 +38,19 @@ BINARIES = ("etcd", "etcdctl", "etcdutl")
 
 
 def cache_root(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """Where the cache is; :class:`CacheUnusableError` when it has no place (no home directory)."""
     env = os.environ if environ is None else environ
     configured = env.get(CACHE_DIR_VAR)
-    if configured:
-        return Path(configured).expanduser()
-    xdg = env.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    try:
+        if configured:
+            return Path(configured).expanduser()
+        xdg = env.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    except RuntimeError:  # `docker run --user 1234`: HOME unset and no passwd entry for the uid
+        raise CacheUnusableError(
+            f"the etcd-env cache has no place: HOME is unset and uid {os.getuid()} has no home directory. "
+            f"Set {CACHE_DIR_VAR} to a directory of your own."
+        ) from None
     return base / "etcd-env"
 
 
@@ -89,6 +96,8 @@ def cached_etcd(version: str, environ: os._Environ[str] | dict[str, str] | None 
         bin_info = binary.lstat()
     except FileNotFoundError:
         return None
+    except OSError as error:  # HOME=/root for another user, ETCD_ENV_CACHE_DIR=/etc/passwd
+        raise _unusable(root, error) from None
     if not stat.S_ISDIR(dir_info.st_mode) or not stat.S_ISREG(bin_info.st_mode):
         raise EtcdInstallError(
             f"{directory} is not an etcd-env install (a symlink or a stray file where one belongs). "
@@ -106,12 +115,22 @@ class Installed:
     info: dict[str, Any]
 
 
+def _unusable(root: Path, error: OSError) -> CacheUnusableError:
+    return CacheUnusableError(
+        f"the etcd-env cache {root} cannot be read ({error.strerror}). Set {CACHE_DIR_VAR} to a directory of your own."
+    )
+
+
 def installed(environ: os._Environ[str] | dict[str, str] | None = None) -> list[Installed]:
     root = cache_root(environ)
-    if not root.is_dir():
-        return []
+    try:
+        if not root.is_dir():
+            return []
+        entries = sorted(root.iterdir())
+    except OSError as error:
+        raise _unusable(root, error) from None
     found = []
-    for entry in sorted(root.iterdir()):
+    for entry in entries:
         if not is_version(entry.name) or not (entry / "etcd").is_file():
             continue
         try:
@@ -151,8 +170,11 @@ def remove(version: str, environ: os._Environ[str] | dict[str, str] | None = Non
     """Uninstall ``version``; returns the directory removed, or None if it was not installed."""
     root = cache_root(environ)
     directory = version_dir(root, version)
-    if not root.is_dir():
-        return None
+    try:
+        if not root.is_dir():
+            return None
+    except OSError as error:
+        raise _unusable(root, error) from None
     with install_lock(root, version):
         if not directory.exists() and not directory.is_symlink():
             return None

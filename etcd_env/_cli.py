@@ -20,8 +20,10 @@ from ._cluster import EtcdCluster
 from ._environ import ENDPOINTS_VAR, endpoint_environment
 from ._errors import EtcdEnvError, EtcdStartTimeout
 from ._existing import ExistingCluster
+from ._process import _death_signal_setter
 from ._registry import find_leftovers, live_servers, reap
 from ._server import EtcdServer
+from ._values import port_number, timeout_seconds
 from ._version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
@@ -32,7 +34,7 @@ def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def run_command(command: Sequence[str], environment: dict[str, str]) -> int:
+def run_command(command: Sequence[str], environment: dict[str, str], *, keep_command: bool = False) -> int:
     """Run ``command`` with ``environment`` added; every SIGINT/SIGTERM/SIGHUP reaches it once.
 
     The command runs in a process group of its own. A signal sent to etcd-env (or to
@@ -40,13 +42,18 @@ def run_command(command: Sequence[str], environment: dict[str, str]) -> int:
     the command's group never receives it directly as well. On a terminal the
     command's group is made the foreground group, so Ctrl-C goes to it straight from
     the terminal and not to etcd-env at all; the terminal is handed back afterwards.
+
+    A signal that cannot be forwarded (SIGKILL to etcd-env or its group, as a CI
+    runner's hard timeout sends) would leave the command running in its own group,
+    talking to an etcd that died with etcd-env. So on Linux the command gets the
+    death signal etcd gets (``PR_SET_PDEATHSIG``, SIGKILL), unless ``keep_command``.
     """
     terminal = _controlling_terminal()
     try:
         child = subprocess.Popen(
             list(command),
             env={**os.environ, **environment},
-            preexec_fn=_own_group(terminal),  # noqa: PLW1509 - setpgid and tcsetpgrp only
+            preexec_fn=_own_group(terminal, None if keep_command else _death_signal_setter()),  # noqa: PLW1509 - setpgid, tcsetpgrp, prctl only
         )
     except FileNotFoundError:
         print(f"etcd-env: command not found: {command[0]}", file=sys.stderr)
@@ -107,12 +114,14 @@ def _give_terminal(fd: int, pgid: int) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _own_group(terminal: int | None) -> Callable[[], None]:
+def _own_group(terminal: int | None, die_with_parent: Callable[[], None] | None) -> Callable[[], None]:
     def in_child() -> None:
         # Before exec: a group of its own, and the terminal's foreground before it can read a byte.
         os.setpgid(0, 0)
         if terminal is not None:
             _give_terminal(terminal, os.getpgrp())
+        if die_with_parent is not None:
+            die_with_parent()
 
     return in_child
 
@@ -127,10 +136,10 @@ def _run(args: argparse.Namespace) -> int:
     server: EtcdServer | EtcdCluster
     shaping = _server_shaping_options(args)
     if args.endpoints:
-        return _run_on_existing(args.endpoints, "--endpoints", shaping, command)
+        return _run_on_existing(args.endpoints, "--endpoints", shaping, command, keep_command=args.keep_command)
     inherited = os.environ.get(ENDPOINTS_VAR, "").strip()
     if inherited and not shaping:
-        return _run_on_existing(inherited, f"${ENDPOINTS_VAR}", shaping, command)
+        return _run_on_existing(inherited, f"${ENDPOINTS_VAR}", shaping, command, keep_command=args.keep_command)
     if inherited:
         # Options given on this command line are more deliberate than a variable inherited from
         # a surrounding `etcd-env run` or nox session: start what they describe, and say so.
@@ -157,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         install_for_run()
     server.start(timeout=args.timeout)
     try:
-        return run_command(command, server.environment())
+        return run_command(command, server.environment(), keep_command=args.keep_command)
     finally:
         server.stop()
 
@@ -173,7 +182,7 @@ def _server_shaping_options(args: argparse.Namespace) -> list[str]:
     return [flag for flag, present in given if present]
 
 
-def _run_on_existing(endpoints: str, source: str, shaping: list[str], command: list[str]) -> int:
+def _run_on_existing(endpoints: str, source: str, shaping: list[str], command: list[str], *, keep_command: bool) -> int:
     """Nothing is started: the command gets the existing cluster's variables, after a health check."""
     if shaping:
         print(
@@ -190,7 +199,7 @@ def _run_on_existing(endpoints: str, source: str, shaping: list[str], command: l
         print(f"etcd-env run: {error}", file=sys.stderr)
         return 2
     try:
-        return run_command(command, existing.environment())
+        return run_command(command, existing.environment(), keep_command=keep_command)
     finally:
         existing.stop()
 
@@ -267,14 +276,21 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary", help="etcd binary to use (default: resolved, see `etcd-env which`)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port_number, help="client port (default: a free one, reserved)")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for etcd to serve")
+    parser.add_argument("--timeout", type=_timeout, default=60, help="seconds to wait for etcd to serve")
 
 
 def _port_number(text: str) -> int:
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a TCP port: give 1-65535, or leave --port out for a free one")
-    return port
+    try:
+        return port_number(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error}, or leave --port out for a free one") from None
+
+
+def _timeout(text: str) -> float:
+    try:
+        return timeout_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -305,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"use this existing cluster (comma-separated client URLs; default ${ENDPOINTS_VAR}): nothing is started",
     )
     run.add_argument("--install", action="store_true", help="first install the pin (or $ETCD_ENV_VERSION) if missing")
+    run.add_argument(
+        "--keep-command",
+        action="store_true",
+        help="let the command keep running if etcd-env is killed (default on Linux: it is killed with etcd-env)",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     run.set_defaults(handler=_run)
 

@@ -11,7 +11,7 @@ from ._binary import pin_status, requested_version, resolve_binary
 from ._defects import KNOWN_DEFECTS, defects_of
 from ._environ import MIRROR_VAR
 from ._install import install
-from ._pin import pinned_version, shipped_table, this_platform
+from ._pin import is_version, pinned_version, shipped_table, this_platform
 
 
 def which_command(args: argparse.Namespace) -> int:
@@ -116,6 +116,14 @@ def uninstall_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(text: str) -> str:
+    # Only a version names a directory of the cache: never a path (`uninstall ../../etc`).
+    version = text.removeprefix("v")
+    if not is_version(version):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an etcd version: give X.Y.Z, e.g. {pinned_version()}")
+    return version
+
+
 def install_for_run() -> None:
     """``etcd-env run --install``: install what resolution will look for ($ETCD_ENV_VERSION, else the pin)."""
     version = requested_version() or pinned_version()
@@ -146,5 +154,5 @@ def add_install_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     installer.set_defaults(handler=install_command)
 
     remover = verbs.add_parser("uninstall", help="remove one installed etcd version from the cache")
-    remover.add_argument("version", help="the version to remove (see etcd-env install --list)")
+    remover.add_argument("version", type=_version, help="the version to remove (see etcd-env install --list)")
     remover.set_defaults(handler=uninstall_command)

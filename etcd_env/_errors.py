@@ -27,6 +27,10 @@ class StateDirError(EtcdEnvError, PermissionError):
     """A directory etcd_env needs is not private to this user or not writable."""
 
 
+class SettingError(EtcdEnvError, ValueError):
+    """A setting (an environment variable such as ``ETCD_ENV_PORT_RANGE``) has a value etcd_env cannot use."""
+
+
 class PortBusyError(EtcdEnvError, OSError):
     """A port that was asked for explicitly is taken."""
 
@@ -64,6 +68,13 @@ class ClusterUnavailableError(EtcdEnvError, ConnectionError):
 
 class EtcdInstallError(EtcdEnvError, RuntimeError):
     """``etcd-env install`` could not download, verify or unpack an etcd release; nothing was cached."""
+
+
+class CacheUnusableError(EtcdInstallError):
+    """The install cache cannot be read (no home directory, no permission, a file where a directory belongs).
+
+    Resolution treats that as "nothing cached" and goes on; only a version asked for from the cache fails.
+    """
 
 
 class ChecksumMismatchError(EtcdInstallError):

@@ -24,13 +24,39 @@ from pathlib import Path
 from ._environ import STATE_DIR_VAR
 from ._errors import StateDirError
 
+#: A relative ``$ETCD_ENV_STATE_DIR`` or ``$TMPDIR`` made absolute the first time it is read, so a
+#: later ``chdir`` never moves the state dir away from the records and locks already in it.
+_absolute: dict[str, Path] = {}
+
 
 def state_root(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """``$ETCD_ENV_STATE_DIR`` (``~`` expanded, as for ``$ETCD_ENV_BINARY``), else ``etcd-env-UID`` in the temp dir.
+
+    The temp dir is decided here, not by ``tempfile.gettempdir()``: that one silently falls back
+    to /tmp when ``$TMPDIR`` is full or unwritable, and the state would then live where
+    ``reap`` run with the same ``$TMPDIR`` never looks. An unusable temp dir is an error
+    (``private_dir`` names it), never a move.
+    """
     env = os.environ if environ is None else environ
     configured = env.get(STATE_DIR_VAR)
     if configured:
-        return Path(configured)
-    return Path(tempfile.gettempdir()) / f"etcd-env-{os.getuid()}"
+        return _made_absolute(configured)
+    return _made_absolute(_temp_dir(env)) / f"etcd-env-{os.getuid()}"
+
+
+def _temp_dir(env: os._Environ[str] | dict[str, str]) -> str:
+    # The variables tempfile reads, in its order; then the platform's own default, not a fallback chain.
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        if env.get(name):
+            return env[name]
+    return tempfile.gettempdir() if os.name == "nt" else "/tmp"  # noqa: S108 - the per-user 0700 dir is below it
+
+
+def _made_absolute(raw: str) -> Path:
+    decided = _absolute.get(raw)
+    if decided is None:
+        decided = _absolute[raw] = Path(os.path.abspath(Path(raw).expanduser()))  # noqa: PTH100 - no symlink resolution
+    return decided
 
 
 def private_dir(path: Path) -> Path:

@@ -24,7 +24,7 @@ from types import TracebackType
 from filelock import Timeout, UnixFileLock
 
 from ._environ import PORT_RANGE_VAR
-from ._errors import PortBusyError, PortExhaustedError
+from ._errors import PortBusyError, PortExhaustedError, SettingError
 from ._locks import kernel_lock
 from ._paths import ports_dir
 
@@ -70,13 +70,14 @@ def candidate_ports() -> range:
     """The ports etcd_env picks from: ``$ETCD_ENV_PORT_RANGE`` or the widest block outside the ephemeral range."""
     configured = os.environ.get(PORT_RANGE_VAR)
     if configured:
+        accepted = "give LOW-HIGH with 1024 <= LOW <= HIGH <= 65535, e.g. 20000-29999"
         try:
             low_text, high_text = configured.split("-")
             low, high = int(low_text), int(high_text)
-        except ValueError as error:
-            raise ValueError(f"{PORT_RANGE_VAR}={configured!r}: expected LOW-HIGH, e.g. 20000-29999") from error
+        except ValueError:
+            raise SettingError(f"{PORT_RANGE_VAR}={configured!r} is not a port range: {accepted}") from None
         if not 1024 <= low <= high <= 65535:
-            raise ValueError(f"{PORT_RANGE_VAR}={configured!r}: expected 1024 <= LOW <= HIGH <= 65535")
+            raise SettingError(f"{PORT_RANGE_VAR}={configured!r} is not a usable port range: {accepted}")
         return range(low, high + 1)
     ephemeral_low, ephemeral_high = ephemeral_range()
     below = range(_LOWEST_PORT, max(_LOWEST_PORT, ephemeral_low))

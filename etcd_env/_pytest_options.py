@@ -11,18 +11,22 @@ import contextlib
 import itertools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from ._binary import resolve_binary, version_matches
 from ._cluster import EtcdCluster
 from ._environ import BINARY_VAR, ENDPOINTS_VAR, EXPECT_VERSION_VAR
-from ._errors import EtcdStartTimeout
+from ._errors import EtcdStartTimeout, StateDirError
 from ._existing import ExistingCluster
+from ._paths import writable_dir
 from ._server import EtcdServer
+from ._values import port_number, timeout_seconds
+
+_Number = TypeVar("_Number", int, float)
 
 DEFAULT_TIMEOUT = 60.0
 _LOG_NUMBERS = itertools.count()
@@ -34,11 +38,10 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("etcd_env", "etcd_env: a managed etcd")
     group.addoption("--etcd-binary", dest="etcd_binary", help=f"etcd binary (default: ${BINARY_VAR}, ...)")
     group.addoption("--etcd-host", dest="etcd_host", help="address etcd listens on (default 127.0.0.1)")
-    group.addoption("--etcd-port", dest="etcd_port", type=int, help="client port of etcd_server (default: a free one)")
+    group.addoption("--etcd-port", dest="etcd_port", help="client port of etcd_server (default: a free one)")
     group.addoption(
         "--etcd-timeout",
         dest="etcd_timeout",
-        type=float,
         help=f"seconds to wait for etcd (default {DEFAULT_TIMEOUT:g})",
     )
     group.addoption(
@@ -77,28 +80,41 @@ def option(config: pytest.Config, name: str) -> str | None:
     return found[0] if found is not None else None
 
 
-def _number(config: pytest.Config, name: str, kind: type[int] | type[float]) -> int | float | None:
+def _number(config: pytest.Config, name: str, parse: Callable[[str], _Number]) -> _Number | None:
     found = setting(config, name)
     if found is None:
         return None
     value, where = found
     try:
-        return kind(value)
-    except ValueError:
-        raise pytest.UsageError(f"{where}={value!r}: expected a number") from None
+        return parse(value)
+    except ValueError as error:
+        raise pytest.UsageError(f"{where}={value!r}: {error}") from None
+
+
+def check_options(config: pytest.Config) -> None:
+    """Every value the plugin will use, checked at configure time: a bad one is a usage error
+    naming the option, before any test runs (not a 60 s wait or a traceback in a fixture)."""
+    configured_port(config)
+    start_timeout(config, None)
+    directory = setting(config, "etcd_log_dir")
+    if directory is not None:
+        value, where = directory
+        try:
+            writable_dir(Path(value), what=f"{where}={value!r}:", fix="Give a directory you can write.")
+        except StateDirError as error:
+            raise pytest.UsageError(str(error)) from None
 
 
 def start_timeout(config: pytest.Config, timeout: float | None) -> float:
     if timeout is not None:
         return timeout
-    configured = _number(config, "etcd_timeout", float)
-    return float(configured) if configured is not None else DEFAULT_TIMEOUT
+    configured = _number(config, "etcd_timeout", timeout_seconds)
+    return configured if configured is not None else DEFAULT_TIMEOUT
 
 
 def configured_port(config: pytest.Config) -> int | None:
     """``--etcd-port`` / ini ``etcd_port``: the client port of ``etcd_server`` (only: two servers cannot share one)."""
-    port = _number(config, "etcd_port", int)
-    return int(port) if port is not None else None
+    return _number(config, "etcd_port", port_number)
 
 
 def _timeout_source(config: pytest.Config) -> str:

@@ -34,6 +34,7 @@ from ._defects import defects_of
 from ._errors import EtcdEnvError
 from ._pytest_options import (
     add_options,
+    check_options,
     configured_endpoints,
     configured_port,
     configured_server,
@@ -54,6 +55,10 @@ _LOG_LINES = 40
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    check_options(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
