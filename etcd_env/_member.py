@@ -52,6 +52,7 @@ class MemberProcess:
         self._info = info or {}
         self.process: subprocess.Popen[bytes] | None = None
         self._spawned_once = False
+        self._ended_here = False  # whether the current process was killed or stopped by us
 
     @property
     def log_path(self) -> Path:
@@ -77,7 +78,7 @@ class MemberProcess:
         watchdog = self.record.watchdog
         # Said before the spawn: an owner dying inside it leaves the watchdog looking for the name.
         watchdog.spawning()
-        self._spawned_once = True
+        self._spawned_once, self._ended_here = True, False
         self.process = spawn(
             self.command.argv(), log_path=self._log_path, stderr=self._stderr, env=self.command.environment()
         )
@@ -122,6 +123,7 @@ class MemberProcess:
     def kill(self) -> None:
         """SIGKILL etcd (a crash, for fault tests); its data stays for a restart."""
         if self.process is not None:
+            self._ended_here = self._ended_here or self.process.poll() is None
             self.signal(signal.SIGKILL)
             self.process.wait()
 
@@ -129,6 +131,7 @@ class MemberProcess:
         """Stop etcd (SIGTERM, then SIGKILL after ``grace``); its data stays."""
         if self.process is None:
             return None
+        self._ended_here = self._ended_here or self.process.poll() is None
         return terminate(self.process, grace=grace)
 
     @property
@@ -140,7 +143,9 @@ class MemberProcess:
         """Stop etcd and remove everything this member created. Safe to call twice."""
         if not self.owned_here:
             return
-        left_alone = self._spawned_once and (self.process is None or self.process.poll() is not None)
+        left_alone = self._spawned_once and (
+            self.process is None or (self.process.poll() is not None and not self._ended_here)
+        )
         self.terminate(grace)
         if left_alone:
             # Our child is gone, or we never learned it (a spawn cut short by Ctrl-C). What it

@@ -301,8 +301,8 @@ INTERRUPTED_STARTS = """
     for i in range({n}):
         server = {kind}({args})
         timer = threading.Timer(chooser.uniform(0, {window}), os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
         try:
+            timer.start()  # inside: the interrupt may land while the timer thread starts
             server.start()
             time.sleep(2 * {window})  # an interrupt after start() returned lands here
         except KeyboardInterrupt:
