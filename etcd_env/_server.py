@@ -90,7 +90,12 @@ class EtcdServer(StartStopContext):
     # -- the reference's API ---------------------------------------------------------
 
     def start(self, timeout: float = 60, num_retries: int = 3, stderr: StdStream = None) -> None:
-        """Start etcd and return once it serves. Retries with fresh ports only on a port clash."""
+        """Start etcd and return once it serves, proven ours (see ``_readiness``).
+
+        Retries on fresh ports and a fresh name only on a clash (another process took the port
+        or the name's lock), as long as ``timeout`` allows; ``num_retries=1`` turns that off.
+        Whatever ends a start early, ``KeyboardInterrupt`` included, stops what it spawned.
+        """
         if not self._lifecycle.acquire(blocking=False):
             raise RuntimeError("this EtcdServer is being started or stopped by another thread; start() it once")
         try:
