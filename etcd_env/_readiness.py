@@ -19,8 +19,8 @@ So, after a healthy answer naming our member:
   (which no process of another session can join);
 - with TLS, the server must present a certificate signed by the CA we generated
   (whose key never left our process) before anything is asked at all;
-- elsewhere, without /proc, only the name is checked (``/v2/stats/self``, or the
-  v3 member list).
+- elsewhere (no /proc, or one that hides our own process's descriptors) only the
+  name is checked (``/v2/stats/self``, or the v3 member list).
 
 A listener that fails a check is a :class:`ForeignListenerError`: a clash, which
 the start retries on fresh ports, never "ready".
@@ -119,11 +119,16 @@ def listening_socket_inodes(port: int) -> set[int] | None:
         return _listening_by_proc(port)
 
 
-def socket_inodes_of(pid: int) -> set[int]:
-    """The inodes of the sockets process ``pid`` holds open (its ``/proc/<pid>/fd`` links)."""
+def socket_inodes_of(pid: int) -> set[int] | None:
+    """The inodes of the sockets process ``pid`` holds open (its ``/proc/<pid>/fd`` links).
+
+    None where this /proc does not let us read them (a restricted mount); empty when ``pid`` is gone.
+    """
     held: set[int] = set()
     try:
         descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except PermissionError:
+        return None
     except OSError:
         return held
     for descriptor in descriptors:
@@ -163,10 +168,13 @@ def foreign_listeners(pid: int, port: int) -> set[int] | None:
         return None
     if not listening:
         return {0}  # something answered, yet nothing listens in our network namespace
-    foreign = listening - socket_inodes_of(pid)
+    held = socket_inodes_of(pid)
+    if held is None:
+        return None
+    foreign = listening - held
     if foreign:  # the slow path: a wrapper's child may hold it
         for member in _group_members(pid):
-            foreign -= socket_inodes_of(member)
+            foreign -= socket_inodes_of(member) or set()
     return foreign
 
 
