@@ -110,6 +110,15 @@ class MemberProcess:
             # which the port-clash retry understands. Go's start takes ~20 ms; allow for load.
             if not wait_exit(self.process, _FOREIGN_EXIT_WAIT):
                 raise
+            if processes_named(self.command.name):
+                # What answered carries our unique --name: the binary started etcd out of our
+                # process group (`setsid etcd "$@" &`) and left. Not a clash: never retried.
+                raise EtcdStartError(
+                    f"{self.command.binary.path} exited (code {self.process.returncode}) and left etcd running in "
+                    "the background, out of reach of etcd_env's process group and death signal. Pass a binary "
+                    'that stays in the foreground (a wrapper script should end with `exec etcd "$@"`).',
+                    returncode=self.process.returncode,
+                ) from None
             raise EtcdStartError(
                 f"etcd exited with code {self.process.returncode} while another program answered on its port",
                 returncode=self.process.returncode,

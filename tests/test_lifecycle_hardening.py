@@ -388,8 +388,9 @@ def test_a_wrapper_that_daemonizes_etcd_leaves_no_etcd_after_the_failed_start(tm
     )
     data_dir = tmp_path / "data"  # the user's, so that nothing we remove stops the daemon for us
     data_dir.mkdir()
-    with pytest.raises(EtcdStartError, match="exited with code 0"):
+    with pytest.raises(EtcdStartError, match="left etcd running in the background") as caught:
         EtcdServer(binary=wrapper, data_dir=data_dir).start(timeout=30)
+    assert 'exec etcd "$@"' in str(caught.value)
     time.sleep(0.5)
     left = _named_etcds(data_dir)
     _kill_all(left)
