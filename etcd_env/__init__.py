@@ -16,8 +16,10 @@ from ._errors import (
     EtcdVersionWarning,
     ForeignListenerError,
     HostNotLocalError,
+    NameClashError,
     PortBusyError,
     PortExhaustedError,
+    ResourceLimitError,
     StateDirError,
 )
 from ._existing import ExistingCluster
@@ -51,9 +53,11 @@ __all__ = [
     "InstallResult",
     "Leftover",
     "MemberInfo",
+    "NameClashError",
     "PortBusyError",
     "PortExhaustedError",
     "PortReservation",
+    "ResourceLimitError",
     "StateDirError",
     "check_binary",
     "endpoint_environment",

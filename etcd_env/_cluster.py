@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -28,8 +29,8 @@ from ._client import client_environment, python_etcd_client
 from ._command import CLUSTER_TIMERS, MemberCommand, check_extra_args
 from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
 from ._http import connect, url_host
-from ._lifecycle import StartStopContext
-from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_port_clash
+from ._lifecycle import StartStopContext, finish_despite_interrupts
+from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_clash, too_many_open_files
 from ._paths import servers_dir
 from ._ports import PortReservation, reserve_port
 from ._process import StdStream
@@ -99,6 +100,9 @@ class EtcdCluster(StartStopContext):
         self._client_tls: list[ClientTls] = []
         self._ssl_contexts: list[ssl.SSLContext] = []
         self._reservations: list[PortReservation] = []
+        # As EtcdServer: one start at a time, and a stop() waits for a start in progress
+        # (then stops what it started) instead of racing it.
+        self._lifecycle = threading.Lock()
         self._owner_pid: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -106,8 +110,18 @@ class EtcdCluster(StartStopContext):
     def start(self, timeout: float = 60, num_retries: int = 3, stderr: StdStream = None) -> None:
         """Start every member; return once all are healthy and one leads.
 
-        Retries with fresh ports only when a member lost its port to another program.
+        Retries on fresh ports only on a clash, as :meth:`EtcdServer.start` does. A ``stop()``
+        from another thread waits for a start in progress, then stops what it started.
         """
+        if not self._lifecycle.acquire(blocking=False):
+            raise RuntimeError("this EtcdCluster is being started or stopped by another thread; start() it once")
+        try:
+            with too_many_open_files():
+                self._start(timeout, num_retries, stderr)
+        finally:
+            self._lifecycle.release()
+
+    def _start(self, timeout: float, num_retries: int, stderr: StdStream) -> None:
         if self._members:
             raise RuntimeError("this EtcdCluster is already started; stop() it first")
         self._owner_pid = os.getpid()  # from here on, a forked child's stop() leaves it alone
@@ -115,7 +129,7 @@ class EtcdCluster(StartStopContext):
         check_local_host(self._host)
         binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
         material = generate_tls(self._host) if self._tls_enabled else None
-        retry_on_port_clash(lambda: self._start_once(binary, material, deadline, stderr), num_retries)
+        retry_on_clash(lambda: self._start_once(binary, material, deadline, stderr), num_retries, deadline)
         atexit.register(self.stop)
 
     def stop(self) -> None:
@@ -126,10 +140,14 @@ class EtcdCluster(StartStopContext):
         """
         if self._owner_pid is not None and self._owner_pid != os.getpid():
             return
+        with self._lifecycle:
+            self._stop()
+
+    def _stop(self) -> None:
         members, self._members = self._members, []
         self._paused = set()
         try:
-            _discard_all(members, self._stop_grace)
+            finish_despite_interrupts(lambda: _discard_all(members, self._stop_grace))
         finally:
             self._client_tls, self._ssl_contexts = [], []
             self._release_ports()
@@ -364,7 +382,7 @@ class EtcdCluster(StartStopContext):
         client_tls: list[ClientTls] = []
         try:
             for index in range(self._size):
-                records.append(ServerRecord.create(f"{token}-m{index}", servers_dir()))
+                records.append(ServerRecord.create(f"{token}-m{index}", servers_dir(), deadline=deadline))
             ports = [(self._reserve(), self._reserve()) for _ in range(self._size)]
             peer_urls = [f"{self._scheme}://{self._url_host}:{peer.port}" for _, peer in ports]
             initial_cluster = ",".join(f"{record.name}={url}" for record, url in zip(records, peer_urls, strict=True))
@@ -405,15 +423,18 @@ class EtcdCluster(StartStopContext):
             self._wait_all_ready(deadline)
             self.leader(timeout=max(0.05, deadline - time.monotonic()))
         except BaseException:
-            try:
-                _discard_all(members, self._stop_grace)
-            finally:
-                for record in records[len(members) :]:
-                    record.remove()
-            self._members, self._client_tls, self._ssl_contexts, self._paused = [], [], [], set()
-            self._release_ports()
+            finish_despite_interrupts(lambda: self._undo_attempt(members, records))
             raise
         logger.info("etcd %s cluster of %d serving %s", binary.version, self._size, ",".join(self.client_urls))
+
+    def _undo_attempt(self, members: list[MemberProcess], records: list[ServerRecord]) -> None:
+        self._members, self._client_tls, self._ssl_contexts, self._paused = [], [], [], set()
+        try:
+            _discard_all(members, self._stop_grace)
+        finally:
+            for record in records[len(members) :]:
+                record.remove()
+            self._release_ports()
 
     def _wait_all_ready(self, deadline: float) -> None:
         with ThreadPoolExecutor(max_workers=self._size, thread_name_prefix="etcd-env-ready") as pool:

@@ -62,6 +62,14 @@ class ForeignListenerError(EtcdStartError):
     """Something other than the etcd we started answered on its port."""
 
 
+class NameClashError(EtcdEnvError, RuntimeError):
+    """A server name's lock is held by another process (a reaper looking at it); retried under a fresh name."""
+
+
+class ResourceLimitError(EtcdEnvError, OSError):
+    """This process ran out of file descriptors (``RLIMIT_NOFILE``) while starting etcd."""
+
+
 class ClusterUnavailableError(EtcdEnvError, ConnectionError):
     """An existing cluster's endpoints could not be reached or are unhealthy."""
 

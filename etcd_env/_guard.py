@@ -14,6 +14,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import weakref
 from pathlib import Path
 
@@ -30,6 +31,9 @@ class Watchdog:
     def __init__(self, process: subprocess.Popen[bytes], write_end: int) -> None:
         self._process: subprocess.Popen[bytes] | None = process
         self._write_end: int | None = write_end
+        # Writing and closing the pipe under one lock: a write after the close could land on a
+        # descriptor number that another thread has since reused for something else.
+        self._pipe_lock = threading.Lock()
         self._owner = os.getpid()
         _armed.add(self)
 
@@ -63,11 +67,14 @@ class Watchdog:
         return self._process.pid if self._process is not None else None
 
     def _send(self, message: bytes) -> None:
-        if self._write_end is None or os.getpid() != self._owner:
+        if os.getpid() != self._owner:
             return
-        # A dead watchdog (a teardown that killed every child) must not fail the owner's work.
-        with contextlib.suppress(BrokenPipeError):
-            os.write(self._write_end, message + b"\0")
+        with self._pipe_lock:
+            if self._write_end is None:
+                return
+            # A dead watchdog (a teardown that killed every child) must not fail the owner's work.
+            with contextlib.suppress(BrokenPipeError):
+                os.write(self._write_end, message + b"\0")
 
     def spawning(self) -> None:
         self._send(b"spawn")
@@ -76,23 +83,48 @@ class Watchdog:
         self._send(b"pid=%d" % pid)
 
     def also_remove(self, path: Path) -> None:
+        """``path`` (absolute) goes too if we die; until :meth:`pin` says what it is, only while it is empty."""
         self._send(b"rm=" + os.fsencode(path))
 
-    def stop(self) -> None:
-        """Tell the watchdog we cleaned up ourselves, and wait for it to exit. Safe to call twice."""
+    def pin(self, path: Path, device: int, inode: int) -> None:
+        """``path`` is the directory we created, (``device``, ``inode``): remove it only while that holds."""
+        self._send(b"id=%d:%d:" % (device, inode) + os.fsencode(path))
+
+    def _close(self, message: bytes | None) -> bool:
+        """Send ``message`` (if any) and close our end, atomically; whether this call closed it."""
         if os.getpid() != self._owner:
-            return
-        self._send(b"stop")
-        if self._write_end is not None:
+            return False
+        with self._pipe_lock:
+            if self._write_end is None:
+                return False
+            if message is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    os.write(self._write_end, message + b"\0")
             os.close(self._write_end)
             self._write_end = None
-        if self._process is not None:
-            if not wait_exit(self._process, 5):
-                self._process.kill()
-                self._process.wait()
+            return True
+
+    def stop(self) -> None:
+        """Tell the watchdog we cleaned up ourselves, and wait for it to exit. Safe to call twice, from any thread."""
+        if os.getpid() != self._owner:
+            return
+        self._close(b"stop")
+        process, self._process = self._process, None
+        if process is not None and not wait_exit(process, 5):
+            process.kill()
+            process.wait()
+
+    def hand_over(self) -> None:
+        """Leave the cleanup to the watchdog, as if we had died: for what we failed to remove ourselves.
+
+        The watchdog is a process of its own, with its own descriptors: it can finish a removal that
+        failed here for want of them (``EMFILE``). We do not wait for it.
+        """
+        if self._close(None):
             self._process = None
 
     def _forget_in_child(self) -> None:
+        self._pipe_lock = threading.Lock()  # another thread of the parent may have held it at the fork
         if self._write_end is not None:
             with contextlib.suppress(OSError):
                 os.close(self._write_end)

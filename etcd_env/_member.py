@@ -6,23 +6,25 @@ owns nothing it did not create: ports are reserved and released by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ._binary import EtcdBinary, check_binary, resolve_binary
 from ._command import MemberCommand
-from ._errors import EtcdStartError, ForeignListenerError, HostNotLocalError
-from ._process import StdStream, log_tail, spawn, terminate, wait_exit
+from ._errors import EtcdStartError, ForeignListenerError, HostNotLocalError, NameClashError, ResourceLimitError
+from ._process import StdStream, kill_processes, log_tail, processes_named, spawn, terminate, wait_exit
 from ._readiness import ReadinessCheck
-from ._registry import ServerRecord, reap
+from ._registry import CreatedDir, ServerRecord, reap
 
 logger = logging.getLogger("etcd_env")
 
@@ -37,7 +39,7 @@ class MemberProcess:
         command: MemberCommand,
         record: ServerRecord,
         *,
-        removable: list[Path],
+        removable: list[CreatedDir],
         stderr: StdStream = None,
         log_path: Path | None = None,
         info: dict[str, Any] | None = None,
@@ -49,6 +51,8 @@ class MemberProcess:
         self._log_path = log_path or record.log_path
         self._info = info or {}
         self.process: subprocess.Popen[bytes] | None = None
+        self._spawned_once = False
+        self._ended_here = False  # whether the current process was killed or stopped by us
 
     @property
     def log_path(self) -> Path:
@@ -74,6 +78,7 @@ class MemberProcess:
         watchdog = self.record.watchdog
         # Said before the spawn: an owner dying inside it leaves the watchdog looking for the name.
         watchdog.spawning()
+        self._spawned_once, self._ended_here = True, False
         self.process = spawn(
             self.command.argv(), log_path=self._log_path, stderr=self._stderr, env=self.command.environment()
         )
@@ -88,7 +93,7 @@ class MemberProcess:
                 "client_url": self.command.client_url,
                 "peer_url": self.command.peer_url,
                 "data_dir": str(self.command.data_dir),
-                "created_data_dirs": [str(path) for path in self._removable],
+                "created_data_dirs": [created.to_json() for created in self._removable],
                 "log": str(self._log_path),
                 "started_at": time.time(),
             }
@@ -105,6 +110,15 @@ class MemberProcess:
             # which the port-clash retry understands. Go's start takes ~20 ms; allow for load.
             if not wait_exit(self.process, _FOREIGN_EXIT_WAIT):
                 raise
+            if processes_named(self.command.name):
+                # What answered carries our unique --name: the binary started etcd out of our
+                # process group (`setsid etcd "$@" &`) and left. Not a clash: never retried.
+                raise EtcdStartError(
+                    f"{self.command.binary.path} exited (code {self.process.returncode}) and left etcd running in "
+                    "the background, out of reach of etcd_env's process group and death signal. Pass a binary "
+                    'that stays in the foreground (a wrapper script should end with `exec etcd "$@"`).',
+                    returncode=self.process.returncode,
+                ) from None
             raise EtcdStartError(
                 f"etcd exited with code {self.process.returncode} while another program answered on its port",
                 returncode=self.process.returncode,
@@ -118,6 +132,7 @@ class MemberProcess:
     def kill(self) -> None:
         """SIGKILL etcd (a crash, for fault tests); its data stays for a restart."""
         if self.process is not None:
+            self._ended_here = self._ended_here or self.process.poll() is None
             self.signal(signal.SIGKILL)
             self.process.wait()
 
@@ -125,6 +140,7 @@ class MemberProcess:
         """Stop etcd (SIGTERM, then SIGKILL after ``grace``); its data stays."""
         if self.process is None:
             return None
+        self._ended_here = self._ended_here or self.process.poll() is None
         return terminate(self.process, grace=grace)
 
     @property
@@ -136,7 +152,15 @@ class MemberProcess:
         """Stop etcd and remove everything this member created. Safe to call twice."""
         if not self.owned_here:
             return
+        left_alone = self._spawned_once and (
+            self.process is None or (self.process.poll() is not None and not self._ended_here)
+        )
         self.terminate(grace)
+        if left_alone:
+            # Our child is gone, or we never learned it (a spawn cut short by Ctrl-C). What it
+            # started may live on out of reach of its process group: a wrapper binary's
+            # `setsid etcd "$@" &`. Our unique --name finds it.
+            kill_processes(processes_named(self.command.name))
         self.record.remove(self._removable)
 
 
@@ -157,21 +181,47 @@ def start_error_mentions_port_clash(error: EtcdStartError) -> bool:
     return "address already in use" in error.log_tail
 
 
-def retry_on_port_clash(start_once: Callable[[], None], num_retries: int, *, fresh_ports: bool = True) -> None:
-    """Run ``start_once`` up to ``num_retries`` times, again only if etcd lost a port to another program.
+def _clash(error: BaseException, fresh_ports: bool) -> str | None:
+    """What kind of clash ``error`` is (retried on fresh ports and a fresh name), or None."""
+    if isinstance(error, NameClashError):
+        return "another process holds the server name's lock"
+    if not fresh_ports:
+        return None
+    if isinstance(error, ForeignListenerError):
+        return "another program answered on etcd's port"
+    if isinstance(error, EtcdStartError) and start_error_mentions_port_clash(error):
+        return "etcd lost a port to another program"
+    return None
 
-    Any other failure is raised at once: retrying a missing binary or a bad flag only
-    hides the cause (the reference retried every exception).
+
+def retry_on_clash(
+    start_once: Callable[[], None], num_retries: int, deadline: float, *, fresh_ports: bool = True
+) -> None:
+    """Run ``start_once`` again after a clash, on fresh ports and a fresh name, while ``deadline`` allows.
+
+    A clash is another process taking what we picked: a port (another user's program, outside
+    our locks), a server name's lock (a reaper looking, for a moment that load can stretch).
+    Clashes come in runs under load, so they are retried until the start's deadline rather than
+    a fixed number of times; ``num_retries`` of 1 or less turns retrying off. Any other failure
+    is raised at once: retrying a missing binary or a bad flag only hides the cause (the
+    reference retried every exception).
     """
-    attempts = max(1, num_retries)
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             start_once()
         except EtcdStartError as error:
-            if attempt < attempts and fresh_ports and start_error_mentions_port_clash(error):
-                logger.warning("etcd lost a port to another program; retrying on fresh ports")
-                continue
-            raise
+            why = _clash(error, fresh_ports)
+            if why is None or num_retries <= 1 or time.monotonic() >= deadline:
+                raise
+            logger.warning("%s (attempt %d); retrying on fresh ports", why, attempt)
+            continue
+        except NameClashError as error:
+            if num_retries <= 1 or time.monotonic() >= deadline:
+                raise
+            logger.warning("%s (attempt %d); retrying under a fresh name", _clash(error, fresh_ports), attempt)
+            continue
         return
 
 
@@ -201,3 +251,25 @@ def check_local_host(host: str) -> None:
         f"host {host!r} ({', '.join(sorted(addresses))}) is not an address of this machine, so etcd "
         "cannot listen on it. Pass a local address: 127.0.0.1 (the default), ::1, or one of this machine's own."
     )
+
+
+@contextlib.contextmanager
+def too_many_open_files() -> Iterator[None]:
+    """Turn running out of file descriptors anywhere in a start into one error saying so.
+
+    What was created is gone by then: each step removes its own on the way out, and what
+    needs descriptors to remove is left to the watchdog (see ``ServerRecord.remove``).
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        whose = "this process" if error.errno == errno.EMFILE else "the system"
+        raise ResourceLimitError(
+            error.errno,
+            f"starting etcd needs file descriptors and {whose} has none left "
+            f"(this process may open {soft}: RLIMIT_NOFILE). Close files you no longer need, "
+            "or raise the limit (`ulimit -n`, or resource.setrlimit).",
+        ) from None

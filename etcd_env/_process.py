@@ -87,7 +87,21 @@ class _Spawner:
             return launch()
         result: Future[subprocess.Popen[bytes]] = Future()
         self._requests.put((launch, result))
-        return result.result()
+        try:
+            return result.result()
+        except BaseException:
+            # Interrupted while waiting (Ctrl-C): the spawn may still complete, and then nobody
+            # would know its process. Kill whatever it starts, whenever it does.
+            result.add_done_callback(_kill_orphaned_spawn)
+            raise
+
+
+def _kill_orphaned_spawn(result: Future[subprocess.Popen[bytes]]) -> None:
+    if result.cancelled() or result.exception() is not None:
+        return
+    process = result.result()
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 class _SpawnerSlot:
@@ -235,6 +249,39 @@ def pid_alive(pid: int) -> bool:
         except (OSError, IndexError):
             return False
     return True
+
+
+def processes_named(name: str) -> set[int]:
+    """The live processes started with ``--name name`` (etcd, or setpriv about to exec it), from /proc.
+
+    What finds an etcd whose pid we never learned, or one that a wrapper binary started in
+    a session of its own (``setsid etcd "$@" &``), out of reach of our process group.
+    """
+    marker = b"--name\0" + os.fsencode(name) + b"\0"
+    found: set[int] = set()
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return {pid for pid in found if pid_alive(pid)}
+
+
+def kill_processes(pids: set[int], timeout: float = 5.0) -> None:
+    """SIGKILL each of ``pids`` (and the group it leads) and wait up to ``timeout`` for them to go."""
+    for pid in pids:
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+    for pid in pids:
+        wait_gone(pid, timeout)
 
 
 def command_line(pid: int) -> list[str]:

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,62 @@ from typing import Any
 
 from filelock import Timeout, UnixFileLock
 
+from ._errors import NameClashError
 from ._guard import Watchdog
 from ._locks import held_fd, kernel_lock
 from ._paths import private_dir, servers_dir, write_atomically
-from ._process import command_line, pid_alive, wait_gone
+from ._process import command_line, pid_alive, processes_named, wait_gone
 
 INFO_FILE = "info.json"
 LOG_FILE = "etcd.log"
+
+#: How long a fresh name's lock is waited for before the start moves on to another name.
+#: Only a reaper glancing at the new lock file holds it, for moments; under heavy load those
+#: moments stretch, and a fresh name is quicker than waiting them out.
+_NAME_LOCK_WAIT = 0.5
+
+
+@dataclass(frozen=True)
+class CreatedDir:
+    """A directory etcd_env created: its absolute path and the (device, inode) it had then.
+
+    Removal checks both, so a directory someone put at that path since (after a rename, or
+    a path that meant another place once the working directory changed) is never removed
+    in its place.
+    """
+
+    path: Path
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> CreatedDir:
+        info = os.lstat(path)
+        return cls(path.absolute(), info.st_dev, info.st_ino)
+
+    @classmethod
+    def from_json(cls, value: object) -> CreatedDir | None:
+        if isinstance(value, list) and len(value) == 3:
+            path, device, inode = value
+            if isinstance(path, str) and isinstance(device, int) and isinstance(inode, int):
+                return cls(Path(path), device, inode)
+        return None  # an unknown entry identifies nothing, so nothing is removed for it
+
+    def to_json(self) -> list[object]:
+        return [str(self.path), self.device, self.inode]
+
+    def still_ours(self) -> bool:
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return False
+        return stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == (self.device, self.inode)
+
+    def remove(self) -> bool:
+        """Remove it if it is still the directory we created; whether nothing of it is left."""
+        if self.still_ours():
+            shutil.rmtree(self.path, ignore_errors=True)
+        return not self.still_ours()
 
 
 class ServerRecord:
@@ -45,12 +95,18 @@ class ServerRecord:
         self.watchdog = watchdog
 
     @classmethod
-    def create(cls, name: str, directory: Path | None = None) -> ServerRecord:
-        parent = directory or servers_dir()
+    def create(cls, name: str, directory: Path | None = None, *, deadline: float | None = None) -> ServerRecord:
+        """Arm the watchdog, take the name's lock, create the directory.
+
+        Raises :class:`NameClashError` when the name's lock stays held (until ``deadline``, at
+        most a moment): the caller retries under a fresh name, as for a port clash.
+        """
+        # Absolute, once: a later chdir must not make stop() remove another place.
+        parent = (directory or servers_dir()).absolute()
         root, lock_path = parent / name, parent / f"{name}.lock"
         watchdog = Watchdog.arm(name, [root, lock_path])
         try:
-            lock = _acquire_record_lock(lock_path, name)
+            lock = _acquire_record_lock(lock_path, name, deadline)
         except BaseException:
             watchdog.stop()
             raise
@@ -73,33 +129,44 @@ class ServerRecord:
     def write_info(self, info: dict[str, Any]) -> None:
         write_atomically(self.root / INFO_FILE, json.dumps(info, indent=1))
 
-    def remove(self, extra: list[Path] | None = None) -> None:
-        """Remove the record, ``extra`` paths and the lock file; only in the process that created it."""
+    def remove(self, extra: list[CreatedDir] | None = None) -> None:
+        """Remove the record, ``extra`` directories and the lock file; only in the process that created it.
+
+        What cannot be removed here (out of file descriptors, ``EMFILE``) is handed to the
+        watchdog, which removes it as if we had died, lock file last.
+        """
         if not self.watchdog.owned_here:
             return  # a forked child: the parent's files and lock are not its to touch
-        for path in extra or []:
-            shutil.rmtree(path, ignore_errors=True)
+        removed = all([directory.remove() for directory in extra or []])
         shutil.rmtree(self.root, ignore_errors=True)
+        if not removed or os.path.lexists(self.root):
+            self.watchdog.hand_over()
+            if self._lock.is_locked:
+                self._lock.release(force=True)  # the lock file stays, for the watchdog to remove last
+            return
         if self._lock.is_locked:
             _unlink_and_release(self._lock)
         self.watchdog.stop()
 
 
-def _acquire_record_lock(lock_path: Path, name: str) -> UnixFileLock:
+def _acquire_record_lock(lock_path: Path, name: str, deadline: float | None) -> UnixFileLock:
     """The owner lock of a fresh name, on the lock file that is really at ``lock_path``.
 
     A reaper that finds a lock file without a directory removes it while holding it. An
     owner that opened the file before that removal would then hold a lock on a file
     nobody else can see, so the lock is taken again until the file held is the file there.
     """
-    deadline = time.monotonic() + 2.0
+    now = time.monotonic()
+    give_up = now + _NAME_LOCK_WAIT if deadline is None else min(deadline, now + _NAME_LOCK_WAIT)
     while True:
         lock = kernel_lock(lock_path)
         try:
             # A reaper may hold a fresh name's lock for a moment while it looks; wait that out.
-            lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            lock.acquire(timeout=max(0.0, give_up - time.monotonic()))
         except Timeout:
-            raise RuntimeError(f"a live server named {name!r} already exists") from None
+            raise NameClashError(
+                f"the lock of server name {name!r} is held by another process (a reaper looking, or a live server)"
+            ) from None
         if _holds_file_at(lock, lock_path):
             return lock
         lock.release(force=True)
@@ -131,7 +198,7 @@ class Leftover:
     root: Path
     pid: int | None
     running: bool
-    data_dirs: tuple[Path, ...]
+    data_dirs: tuple[CreatedDir, ...]
 
     def describe(self) -> str:
         state = f"etcd pid {self.pid} still running" if self.running else "no etcd running"
@@ -157,27 +224,6 @@ def _etcd_running(info: dict[str, Any]) -> int | None:
     return pid
 
 
-def _find_by_name(name: str) -> int | None:
-    """The etcd started with ``--name name``, for a record whose owner died before writing its pid.
-
-    The watchdog looks for it the same way; this is for when the watchdog died too.
-    """
-    marker = b"--name\0" + name.encode() + b"\0"
-    try:
-        entries = list(Path("/proc").iterdir())
-    except OSError:
-        return None
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-        except OSError:
-            continue
-    return None
-
-
 def _names(directory: Path) -> set[str]:
     try:
         entries = list(directory.iterdir())
@@ -188,7 +234,7 @@ def _names(directory: Path) -> set[str]:
 
 def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> list[Leftover]:
     """Servers whose owner died without stopping them: a directory, a lock file or both. Nothing is changed."""
-    parent = directory or servers_dir()
+    parent = (directory or servers_dir()).absolute()
     found: list[Leftover] = []
     now = time.time()
     for name in sorted(_names(parent)):
@@ -207,8 +253,9 @@ def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> li
             continue  # the owner is alive
         try:
             info = _read_info(root)
-            pid = _etcd_running(info) if "pid" in info else _find_by_name(name)
-            created = [Path(p) for p in info.get("created_data_dirs", []) if isinstance(p, str)]
+            pid = _etcd_running(info) if "pid" in info else min(processes_named(name), default=None)
+            entries = info.get("created_data_dirs", [])
+            created = [found_dir for entry in entries if (found_dir := CreatedDir.from_json(entry)) is not None]
             found.append(Leftover(name, root, pid, pid is not None, tuple(created)))
         finally:
             if had_lock_file:
@@ -220,7 +267,7 @@ def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> li
 
 def reap(directory: Path | None = None) -> list[Leftover]:
     """Stop and remove every server whose owner is gone; return what was reclaimed."""
-    parent = directory or servers_dir()
+    parent = (directory or servers_dir()).absolute()
     reclaimed: list[Leftover] = []
     for leftover in find_leftovers(parent):
         lock = kernel_lock(parent / f"{leftover.name}.lock")
@@ -234,7 +281,7 @@ def reap(directory: Path | None = None) -> list[Leftover]:
                     os.killpg(leftover.pid, signal.SIGKILL)
                 wait_gone(leftover.pid, 2.0)
             for data_dir in leftover.data_dirs:
-                shutil.rmtree(data_dir, ignore_errors=True)
+                data_dir.remove()
             shutil.rmtree(leftover.root, ignore_errors=True)
             _unlink_and_release(lock)
             reclaimed.append(leftover)

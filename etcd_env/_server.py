@@ -16,13 +16,13 @@ from ._binary import EtcdBinary
 from ._client import client_environment, python_etcd_client
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
 from ._http import url_host
-from ._lifecycle import StartStopContext
-from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_port_clash
+from ._lifecycle import StartStopContext, finish_despite_interrupts
+from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_clash, too_many_open_files
 from ._paths import servers_dir, writable_dir
 from ._ports import PortReservation, listen_addresses, reserve_port, reserve_specific_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck
-from ._registry import ServerRecord
+from ._registry import CreatedDir, ServerRecord
 from ._tls import ClientTls, TlsMaterial, generate_tls
 
 if TYPE_CHECKING:
@@ -90,11 +90,17 @@ class EtcdServer(StartStopContext):
     # -- the reference's API ---------------------------------------------------------
 
     def start(self, timeout: float = 60, num_retries: int = 3, stderr: StdStream = None) -> None:
-        """Start etcd and return once it serves. Retries with fresh ports only on a port clash."""
+        """Start etcd and return once it serves, proven ours (see ``_readiness``).
+
+        Retries on fresh ports and a fresh name only on a clash (another process took the port
+        or the name's lock), as long as ``timeout`` allows; ``num_retries=1`` turns that off.
+        Whatever ends a start early, ``KeyboardInterrupt`` included, stops what it spawned.
+        """
         if not self._lifecycle.acquire(blocking=False):
             raise RuntimeError("this EtcdServer is being started or stopped by another thread; start() it once")
         try:
-            self._start(timeout, num_retries, stderr)
+            with too_many_open_files():
+                self._start(timeout, num_retries, stderr)
         finally:
             self._lifecycle.release()
 
@@ -118,8 +124,13 @@ class EtcdServer(StartStopContext):
         binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
         material = generate_tls(self._host) if self._tls_enabled else None
         explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
-        retry_on_port_clash(
-            lambda: self._start_once(binary, deadline, stderr, material), num_retries, fresh_ports=not explicit_ports
+        # Absolute once, here: a chdir while etcd runs must not point stop() at another directory.
+        data_dir = self._data_dir_arg.absolute() if self._data_dir_arg is not None else None
+        retry_on_clash(
+            lambda: self._start_once(binary, deadline, stderr, material, data_dir),
+            num_retries,
+            deadline,
+            fresh_ports=not explicit_ports,
         )
         atexit.register(self.stop)
 
@@ -127,7 +138,7 @@ class EtcdServer(StartStopContext):
         member, self._member = self._member, None
         try:
             if member is not None:
-                member.discard(self._stop_grace)
+                finish_despite_interrupts(lambda: member.discard(self._stop_grace))
         finally:
             self._client_tls = None  # its files went with the record directory
             self._release_ports()
@@ -232,23 +243,32 @@ class EtcdServer(StartStopContext):
     def _scheme(self) -> str:
         return "https" if self._tls_enabled else "http"
 
-    def _start_once(self, binary: EtcdBinary, deadline: float, stderr: StdStream, material: TlsMaterial | None) -> None:
+    def _start_once(
+        self,
+        binary: EtcdBinary,
+        deadline: float,
+        stderr: StdStream,
+        material: TlsMaterial | None,
+        data_dir_arg: Path | None,
+    ) -> None:
         name = new_member_name()
-        record = ServerRecord.create(name, servers_dir())
+        record = ServerRecord.create(name, servers_dir(), deadline=deadline)
         member: MemberProcess | None = None
         try:
             client = self._reserve(self._client_port_arg)
             peer = self._reserve(self._peer_port_arg)
             self._port = client.port
-            removable: list[Path] = []
-            if self._data_dir_arg is None:
+            removable: list[CreatedDir] = []
+            if data_dir_arg is None:
                 data_dir = record.default_data_dir
             else:
-                data_dir = self._data_dir_arg
-                if not data_dir.is_dir():  # told before it exists: we die, it goes
+                data_dir = data_dir_arg
+                if not data_dir.is_dir():  # told before it exists: we die, it goes (while still empty)
                     record.watchdog.also_remove(data_dir)
                 if writable_dir(data_dir, what="data_dir", fix="Pass a data_dir you can write, or none."):
-                    removable.append(data_dir)
+                    created = CreatedDir.of(data_dir)
+                    record.watchdog.pin(created.path, created.device, created.inode)
+                    removable.append(created)
             if self._log_file_arg is not None:
                 writable_dir(self._log_file_arg.parent, what="log_file's directory", fix="Pass a writable log_file.")
             client_url = f"{self._scheme}://{self._url_host}:{client.port}"
@@ -270,14 +290,18 @@ class EtcdServer(StartStopContext):
             member.launch()
             context = written.client.ssl_context() if written is not None else None
             member.wait_ready(HttpHealthCheck(client_url, name, v2=self._enable_v2, ssl_context=context), deadline)
+            self._member = member
+            self._client_tls = written.client if written is not None else None
         except BaseException:
-            if member is not None:
-                member.discard(self._stop_grace)
-            else:
-                record.remove()
-            self._release_ports()
-            self._port = -1
+            finish_despite_interrupts(lambda: self._undo_attempt(member, record))
             raise
-        self._member = member
-        self._client_tls = written.client if written is not None else None
         logger.info("etcd %s serving %s (log %s)", binary.version, self.client_url, member.log_path)
+
+    def _undo_attempt(self, member: MemberProcess | None, record: ServerRecord) -> None:
+        self._member, self._client_tls = None, None
+        if member is not None:
+            member.discard(self._stop_grace)
+        else:
+            record.remove()
+        self._release_ports()
+        self._port = -1

@@ -9,13 +9,18 @@ NUL-terminated messages:
 
 ``spawn``       etcd is about to be spawned (a spawn is in flight until ``pid=``);
 ``pid=N``       etcd runs as pid N, leader of its own process group;
-``rm=PATH``     one more path to remove if the owner dies (a data dir it created);
+``rm=PATH``     one more directory to remove if the owner dies (a data dir it is about to create);
+``id=D:I:PATH`` PATH is the directory the owner created, device D and inode I;
 ``stop``        the owner stopped the server and removed its files itself.
 
 End-of-file without ``stop`` means the owner died (SIGKILL included): the
 watchdog kills every process started with ``--name NAME`` (found in /proc, so an
 etcd whose pid never reached the pipe is found too), then removes the paths, the
-record directory and its lock file last.
+record directory and its lock file last. A data directory is removed only while it
+is the one the owner created (``id=``): a directory someone else has since put at
+that path is left alone. One named by ``rm=`` but never pinned by ``id=`` (the
+owner died between creating it and saying so) is removed only if it is empty,
+which it is until etcd starts.
 
 An owner killed between spawning etcd and setpriv's ``prctl(PR_SET_PDEATHSIG)``
 leaves an etcd that no death signal reaches, and that appears in /proc only once
@@ -24,7 +29,7 @@ for the name until none has shown up for a while, and only then removes files.
 """
 
 # os.path, not pathlib: importing pathlib would add milliseconds to every watchdog's start.
-# ruff: noqa: PTH108, PTH112, PTH114, PTH208
+# ruff: noqa: PTH106, PTH108, PTH112, PTH114, PTH208
 
 from __future__ import annotations
 
@@ -95,11 +100,11 @@ def _kill(pids: set[int]) -> None:
         time.sleep(0.005)
 
 
-def _read_messages(read_fd: int) -> tuple[bool, bool, set[int], list[str]]:
-    """Read until end-of-file: (stopped, spawn in flight, pids, extra paths)."""
+def _read_messages(read_fd: int) -> tuple[bool, bool, set[int], dict[str, tuple[int, int] | None]]:
+    """Read until end-of-file: (stopped, spawn in flight, pids, data dirs with their identity if known)."""
     buffer, in_flight = b"", False
     pids: set[int] = set()
-    paths: list[str] = []
+    paths: dict[str, tuple[int, int] | None] = {}
     while True:
         try:
             chunk = os.read(read_fd, 4096)
@@ -119,7 +124,10 @@ def _read_messages(read_fd: int) -> tuple[bool, bool, set[int], list[str]]:
                 pids.add(int(value))
                 in_flight = False
             elif kind == b"rm":
-                paths.append(os.fsdecode(value))
+                paths.setdefault(os.fsdecode(value), None)
+            elif kind == b"id":
+                device, inode, path = value.split(b":", 2)
+                paths[os.fsdecode(path)] = (int(device), int(inode))
 
 
 def _remove(path: str) -> None:
@@ -130,6 +138,19 @@ def _remove(path: str) -> None:
     else:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def _remove_data_dir(path: str, identity: tuple[int, int] | None) -> None:
+    if identity is None:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)  # only an empty one: see the module docstring
+        return
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if (info.st_dev, info.st_ino) == identity:
+        _remove(path)
 
 
 def main(argv: list[str]) -> int:
@@ -151,7 +172,9 @@ def main(argv: list[str]) -> int:
             time.sleep(0.01)
     # Data dirs first, then the record directory, then its lock file: whatever is seen
     # half-removed still has its lock file, so a reaper can finish the job.
-    for path in [*extra, *argv[3:]]:
+    for path, identity in extra.items():
+        _remove_data_dir(path, identity)
+    for path in argv[3:]:
         _remove(path)
     return 0
 
