@@ -43,9 +43,14 @@ def table(root: Path) -> str:
     unhashed = [p for p in platforms if p not in hashed]
     torch = noxfile["TORCH"].partition("==")[2]
     nixos = _nixos(root)
+    older_lines = sorted(
+        (v for v in checksums if not v.startswith(f"{series}.")),
+        key=lambda v: tuple(map(int, v.split("."))),
+        reverse=True,
+    )
 
     rows = [
-        ("Python", f"{pythons[0]} to {pythons[-1]} (CPython; every one in CI)"),
+        ("Python", f"{pythons[0]} to {pythons[-1]} (CPython; each in the GitHub workflow's matrix)"),
         ("etcd: the pin", f"**{pin}** (`etcd_env/ETCD_VERSION`): what `etcd-env install` and the Nix flake give"),
         (
             "etcd: the `[bin]` wheel",
@@ -54,8 +59,10 @@ def table(root: Path) -> str:
         ),
         (
             "etcd: other 3.x lines",
-            f"run with an `EtcdVersionWarning` (off the {series} line); 3.4 is tested with Debian's 3.4 "
-            f"package; `--unsafe-no-fsync` only from {no_fsync}",
+            f"run with an `EtcdVersionWarning` (off the {series} line); `etcd-env install` has "
+            f"{', '.join(older_lines)} (hashes shipped); 3.4 is tested with Debian's 3.4 package, and is the line "
+            f"torch's v1 etcd rendezvous needs (every {series} breaks its lease renewal: `etcd-env which` names "
+            f"the defect); `--unsafe-no-fsync` only from {no_fsync}",
         ),
         (f"etcd {no_v2} and later", "refused with `EtcdVersionError`: they removed the v2 API torch's rendezvous uses"),
         ("`[bin]` platforms", wheel_where),
@@ -65,7 +72,11 @@ def table(root: Path) -> str:
             "from the release's SHA256SUMS",
         ),
         ("torch (rendezvous tests)", f"{torch} (CPU wheel), `nox -s rendezvous_tests`"),
-        ("NixOS / nixpkgs", f"{nixos} (flake.lock; the flake's etcd is nixpkgs' `etcd_3_5`)"),
+        (
+            "NixOS / nixpkgs",
+            f"{nixos} (flake.lock); the flake's etcd is the pin's official release archive where the checksum "
+            "table has its hash, nixpkgs' `etcd_3_5` (with a warning) where it has none",
+        ),
     ]
     lines = ["| what | supported |", "|---|---|", *(f"| {what} | {value} |" for what, value in rows)]
     return "\n".join(lines)
