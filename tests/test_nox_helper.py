@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import inspect
 import json
 import os
 import subprocess
@@ -15,11 +17,16 @@ from etcd_env import EtcdServer, resolve_binary
 
 from .conftest import REPO, child_env, server_dirs
 
+nox_module = pytest.importorskip("nox", reason="nox is not installed: pip install -e '.[test]'")
+
 NOXFILE = """
-import json, os, sys, time, urllib.request
+import inspect, json, os, sys, time, urllib.request
 sys.path.insert(0, {repo!r})
 import nox
 from etcd_env import nox_etcd
+
+# As in the project's noxfile: allow_parallel= only where nox takes it (2026.8.10 and later).
+PARALLEL = {{"allow_parallel": True}} if "allow_parallel" in inspect.signature(nox.session).parameters else {{}}
 
 OUT = {out!r}
 
@@ -40,11 +47,11 @@ def probe(session, name, hold=0.0):
     with open(os.path.join(OUT, name + ".json"), "w") as out:
         json.dump(record, out)
 
-@nox.session(venv_backend="none", allow_parallel=True)
+@nox.session(venv_backend="none", **PARALLEL)
 def one(session):
     probe(session, "one", hold=float(os.environ.get("HOLD", "0")))
 
-@nox.session(venv_backend="none", allow_parallel=True)
+@nox.session(venv_backend="none", **PARALLEL)
 def two(session):
     probe(session, "two", hold=float(os.environ.get("HOLD", "0")))
 """
@@ -98,6 +105,10 @@ def test_binary_from_the_environment_wins(noxfile):
 
 
 def test_parallel_sessions_with_nox_j_get_separate_servers(noxfile):
+    # `nox -j` arrived in nox 2026.8.10 (with allow_parallel=); older nox, e.g. nixos-26.05's
+    # 2026.4.10, runs sessions one at a time: test_two_nox_processes_at_once_do_not_clash covers it there.
+    if "allow_parallel" not in inspect.signature(nox_module.session).parameters:
+        pytest.skip(f"nox {importlib.metadata.version('nox')} has no -j (parallel sessions arrived in nox 2026.8.10)")
     finish(nox(noxfile, "-j", "2", "-s", "one", "two", env={"HOLD": "1"}))
     assert result(noxfile, "one")["url"] != result(noxfile, "two")["url"]
 

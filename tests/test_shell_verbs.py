@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +132,67 @@ def test_up_members_and_tls(shell):
     wait_until(lambda: server_dirs(shell) == [], 5, "every member's directory should be removed")
     refused = cli("up", "--members", "2", "--port", "2379")
     assert refused.returncode == 2 and "usage: etcd-env up" in refused.stderr
+
+
+def _nixpkgs_wrapped_etcd_env(where: Path) -> Path:
+    """etcd-env as nixpkgs installs it (pkgs/development/interpreters/python/wrap.sh).
+
+    A bare interpreter (no site-packages of its own); the console script's own text
+    adds etcd_env's and its dependencies' directories with ``site.addsitedir``; a shell
+    wrapper in its place sets PYTHONNOUSERSITE. No PYTHONPATH anywhere.
+    """
+    bare = where / "python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    # Where this process finds etcd_env and what it imports (python-etcd, filelock and theirs).
+    modules = ("etcd_env", "etcd", "filelock", "urllib3", "dns")
+    sites = list(dict.fromkeys(str(Path(importlib.import_module(name).__path__[0]).parent) for name in modules))
+    script = where / ".etcd-env-wrapped"
+    script.write_text(
+        f"#!{bare / 'bin' / 'python'}\n"
+        "# -*- coding: utf-8 -*-\n"
+        "import sys;import site;import functools;sys.argv[0] = 'etcd-env';"
+        f"functools.reduce(lambda k, p: site.addsitedir(p, k), {sites!r}, site._init_pathinfo());\n"
+        "import re\n"
+        "import sys\n"
+        "from etcd_env._cli import main\n"
+        'if __name__ == "__main__":\n'
+        "    sys.exit(main())\n"
+    )
+    wrapper = where / "etcd-env"
+    wrapper.write_text(f"#!/bin/sh\nexport PYTHONNOUSERSITE='true'\nexec {script} \"$@\"\n")
+    for path in (script, wrapper):
+        path.chmod(0o755)
+    return wrapper
+
+
+def test_up_status_down_from_a_nixpkgs_wrapped_console_script(shell, tmp_path):
+    # The detached supervisor is a new interpreter: it must import etcd_env however `up` did.
+    wrapper = _nixpkgs_wrapped_etcd_env(tmp_path)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    bare_import = subprocess.run(
+        [str(tmp_path / "python" / "bin" / "python"), "-c", "import etcd_env"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bare_import.returncode != 0, "the wrapper's interpreter alone must not find etcd_env, as in nixpkgs"
+
+    def wrapped(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(wrapper), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90, check=False
+        )
+
+    started = wrapped("up")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("started: http://127.0.0.1:")
+    status = wrapped("status", "--json")
+    assert status.returncode == 0, status.stderr
+    detached = json.loads(status.stdout)["detached"]
+    with urllib.request.urlopen(detached["ETCD_ENV_URL"] + "/health", timeout=10) as response:
+        assert json.loads(response.read())["health"] == "true"
+    stopped = wrapped("down")
+    assert stopped.stdout.startswith("stopped: "), stopped.stderr
+    assert_gone(detached["pid"])
+    assert server_dirs(shell) == []

