@@ -381,6 +381,8 @@ def test_a_name_whose_lock_another_process_holds_is_retried_under_a_fresh_name(
 
 def test_a_wrapper_that_daemonizes_etcd_leaves_no_etcd_after_the_failed_start(tmp_path: Path, state_dir: Path) -> None:
     real = os.environ["ETCD_ENV_BINARY"]
+    if shutil.which("setsid") is None:
+        pytest.skip("no setsid (util-linux) on PATH to daemonize etcd with")
     # The daemon is in a session of its own before the wrapper exits: out of reach of our group.
     wrapper = write_script(
         tmp_path / "daemonizing-etcd",

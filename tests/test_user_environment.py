@@ -250,10 +250,14 @@ def test_uninstall_refuses_anything_but_a_version(value: str, tmp_path: Path) ->
         ("--etcd-port=99999", "--etcd-port='99999': 99999 is not a TCP port: give 1-65535"),
         ("--etcd-timeout=nan", "--etcd-timeout='nan': nan is not a usable timeout"),
         ("--etcd-timeout=inf", "--etcd-timeout='inf': inf is not a usable timeout"),
-        ("--etcd-log-dir=/etc/hostname/logs", "/etc/hostname/logs is not a writable directory"),
+        # A path under a regular file (made here: Nix's build sandbox has no /etc/hostname).
+        ("--etcd-log-dir={file}/logs", "{file}/logs is not a writable directory"),
     ],
 )
 def test_a_bad_pytest_option_is_a_usage_error(option: str, says: str, pytester: pytest.Pytester) -> None:
+    a_file = pytester.path / "a-file"
+    a_file.write_text("")
+    option, says = option.format(file=a_file), says.format(file=a_file)
     pytester.makepyfile("def test_uses_etcd(etcd_client):\n    etcd_client.write('/k', 'v')\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *PLUGIN_ARGS, option, timeout=180)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines

@@ -246,6 +246,17 @@ def prepare(dest: Path, *, python: str | None = None, etcd: Path | None = None, 
     # Every platform needs an entry for the flake to evaluate for all four systems, as with the
     # real table; only this platform's archive is in the mirror (the others can be evaluated, not built).
     table.setdefault("sha256", {})[version] = {other: digest for other in PLATFORMS}
+    # Like every row of the real table, this one names where its hash comes from: here, this script.
+    table.setdefault("sources", []).append(
+        {
+            "platforms": list(PLATFORMS),
+            "versions": [version],
+            "repo": "etcd_env (this copy)",
+            "path": f"{STUB.as_posix()}/mirror/{name}",
+            "commit": None,
+            "key": "computed by tests/nix/stand_in.py from the archive it packed for the stand-in's mirror",
+        }
+    )
     table_path.write_text(json.dumps(table, indent=2) + "\n")
 
     env_dir = environment_dir(dest)

@@ -282,9 +282,11 @@ in
     '' { };
   };
 
+  # The two util-linux programs the suite runs (nixpkgs' util-linux has both).
   util-linux = stub "util-linux-stub" ''
     mkdir -p $out/bin
     ln -s /usr/bin/setpriv $out/bin/setpriv
+    ln -s /usr/bin/setsid $out/bin/setsid
   '' { };
 
   unzip = stub "unzip-stub" ''
