@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -204,6 +205,29 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.02)
     raise AssertionError(f"within {timeout}s: {what}")
+
+
+def start_from_two_threads(start: Callable[[], object]) -> tuple[BaseException, ...]:
+    """Call ``start`` from two threads at once; the errors they raised (none for a thread that started it)."""
+    barrier = threading.Barrier(2)
+    outcomes: list[BaseException | None] = []
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            start()
+        except BaseException as error:  # the outcome is the caller's subject
+            outcomes.append(error)
+        else:
+            outcomes.append(None)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(None) == 1, f"exactly one start must win: {outcomes}"
+    return tuple(outcome for outcome in outcomes if outcome is not None)
 
 
 def assert_gone(pid: int, timeout: float = 3.0) -> None:

@@ -29,7 +29,7 @@ from etcd_env._paths import write_atomically
 from etcd_env._ports import port_is_reserved
 from etcd_env._process import pid_alive
 
-from .conftest import REPO, assert_gone, run_python, server_dirs, wait_until
+from .conftest import REPO, assert_gone, run_python, server_dirs, start_from_two_threads, wait_until
 
 SETPRIV = shutil.which("setpriv")
 NOBODY = [SETPRIV or "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -382,26 +382,8 @@ def test_a_port_taken_by_a_program_outside_our_locks_is_retried(
 
 def test_two_threads_starting_one_server_one_wins(state_dir: Path) -> None:
     server = EtcdServer()
-    barrier = threading.Barrier(2)
-    outcomes: list[BaseException | None] = []
-
-    def start() -> None:
-        barrier.wait()
-        try:
-            server.start()
-        except BaseException as error:  # the outcome is the test's subject
-            outcomes.append(error)
-        else:
-            outcomes.append(None)
-
-    threads = [threading.Thread(target=start) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     try:
-        assert outcomes.count(None) == 1, outcomes
-        error = next(outcome for outcome in outcomes if outcome is not None)
+        (error,) = start_from_two_threads(server.start)
         assert isinstance(error, RuntimeError) and ("another thread" in str(error) or "already started" in str(error))
         assert len(server_dirs(state_dir)) == 1
     finally:

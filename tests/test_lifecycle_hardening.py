@@ -27,7 +27,7 @@ import etcd_env._server as server_module
 from etcd_env import EtcdCluster, EtcdServer, EtcdStartError
 from etcd_env._process import pid_alive
 
-from .conftest import run_python, wait_until, write_script
+from .conftest import run_python, start_from_two_threads, wait_until, write_script
 
 SETPRIV = shutil.which("setpriv")
 LINUX = sys.platform.startswith("linux")
@@ -248,26 +248,8 @@ def test_cluster_stop_from_another_thread_during_start_leaves_nothing(state_dir:
 
 def test_two_threads_starting_one_cluster_one_wins(state_dir: Path) -> None:
     cluster = EtcdCluster(1)
-    barrier = threading.Barrier(2)
-    outcomes: list[BaseException | None] = []
-
-    def start() -> None:
-        barrier.wait()
-        try:
-            cluster.start()
-        except BaseException as error:  # the outcome is the test's subject
-            outcomes.append(error)
-        else:
-            outcomes.append(None)
-
-    threads = [threading.Thread(target=start) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     try:
-        assert outcomes.count(None) == 1, outcomes
-        error = next(outcome for outcome in outcomes if outcome is not None)
+        (error,) = start_from_two_threads(cluster.start)
         assert isinstance(error, RuntimeError)
         assert "another thread" in str(error) or "already started" in str(error)
     finally:
