@@ -446,25 +446,31 @@ IMPOSTOR_OWNER = """
                       "failed": len(errors), "error_samples": errors[:5]}}))
 """
 
-CLUSTER_STOP_DURING_START = """
-    import json, os, random, threading, time
-    from etcd_env import EtcdCluster
-    state = os.environ["ETCD_ENV_STATE_DIR"].encode()
-
+# The scenarios' children count live etcds of their own state dir (by the --name etcd_env gives
+# them; zombies are not alive): one definition, put into each child's script by format().
+NAMED_ETCDS = """\
     def named():
         found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                argv = open(f"/proc/{{entry}}/cmdline", "rb").read()
-                status = open(f"/proc/{{entry}}/stat", "rb").read().rsplit(b")", 1)[1].split()[0]
+                argv = open(f"/proc/{entry}/cmdline", "rb").read()
+                status = open(f"/proc/{entry}/stat", "rb").read().rsplit(b")", 1)[1].split()[0]
             except OSError:
                 continue
             if state in argv and b"--name\\0" in argv and status != b"Z":
                 found.append(int(entry))
         return found
+"""
 
+
+CLUSTER_STOP_DURING_START = """
+    import json, os, random, threading, time
+    from etcd_env import EtcdCluster
+    state = os.environ["ETCD_ENV_STATE_DIR"].encode()
+
+{named_etcds}
     chooser = random.Random(17)
     outcomes, left = {{}}, 0
     for _ in range({n}):
@@ -568,7 +574,7 @@ def impostor(state: Path, n: int) -> dict[str, Any]:
 
 
 def cluster_stop_during_start(state: Path, n: int) -> dict[str, Any]:
-    code = textwrap.dedent(CLUSTER_STOP_DURING_START).format(n=n)
+    code = textwrap.dedent(CLUSTER_STOP_DURING_START.format(n=n, named_etcds=NAMED_ETCDS))
     return {**_child_report(code, _env(state)), **_settle(state, time.monotonic())}
 
 
@@ -577,20 +583,7 @@ CTRL_C_OWNER = """
     from etcd_env import EtcdServer
     state = os.environ["ETCD_ENV_STATE_DIR"].encode()
 
-    def named():
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                argv = open(f"/proc/{{entry}}/cmdline", "rb").read()
-                status = open(f"/proc/{{entry}}/stat", "rb").read().rsplit(b")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state in argv and b"--name\\0" in argv and status != b"Z":
-                found.append(int(entry))
-        return found
-
+{named_etcds}
     chooser = random.Random(121)
     interrupted, leaks = 0, 0
     for _ in range({n}):
@@ -620,7 +613,7 @@ CTRL_C_OWNER = """
 
 
 def ctrl_c_in_start(state: Path, n: int) -> dict[str, Any]:
-    code = textwrap.dedent(CTRL_C_OWNER).format(n=n)
+    code = textwrap.dedent(CTRL_C_OWNER.format(n=n, named_etcds=NAMED_ETCDS))
     return {**_child_report(code, _env(state)), **_settle(state, time.monotonic())}
 
 
