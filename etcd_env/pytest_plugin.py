@@ -123,7 +123,8 @@ def _log_sources(item: pytest.Item) -> list[tuple[str, Any]]:
         candidates = [value, *value.started] if isinstance(value, fixtures.EtcdServerFactory) else [value]
         for index, candidate in enumerate(candidates):
             target = candidate.server if isinstance(candidate, fixtures.EtcdNamespace) else candidate
-            if not callable(getattr(target, "log_tail", None)) or id(target) in seen:
+            # A class (a test parametrized with EtcdServer itself) has log_tail too, unbound.
+            if isinstance(target, type) or not callable(getattr(target, "log_tail", None)) or id(target) in seen:
                 continue
             seen.add(id(target))
             sources.append((name if index == 0 else f"{name}[{index - 1}]", target))

@@ -85,6 +85,23 @@ def test_passing_test_shows_no_log(pytester: pytest.Pytester):
     assert "etcd log:" not in result.stdout.str()
 
 
+def test_a_failing_test_parametrized_with_the_class_itself_is_reported_not_an_internal_error(pytester: pytest.Pytester):
+    # EtcdServer the class has log_tail too (unbound): it is not a server whose log to show.
+    pytester.makepyfile(
+        """
+        import pytest
+        from etcd_env import EtcdServer
+
+        @pytest.mark.parametrize("kind", [EtcdServer])
+        def test_fails(kind):
+            assert kind is None
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 @pytest.mark.parametrize("how", ["option", "ini", "environment"])
 def test_existing_cluster_instead_of_a_new_server(pytester: pytest.Pytester, monkeypatch, how):
     with EtcdServer() as outer:
