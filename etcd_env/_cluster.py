@@ -39,6 +39,7 @@ from ._registry import ServerRecord
 from ._server import new_member_name
 from ._status import member_status
 from ._tls import ClientTls, TlsMaterial, generate_tls
+from ._values import usable_timeout
 
 if TYPE_CHECKING:
     import etcd
@@ -113,6 +114,8 @@ class EtcdCluster(StartStopContext):
         Retries on fresh ports only on a clash, as :meth:`EtcdServer.start` does. A ``stop()``
         from another thread waits for a start in progress, then stops what it started.
         """
+        # A deadline of nan or inf would fail deep inside (ValueError, OverflowError) with no word of the argument.
+        usable_timeout(timeout, shown=f"start(timeout={timeout!r})")
         if not self._lifecycle.acquire(blocking=False):
             raise RuntimeError("this EtcdCluster is being started or stopped by another thread; start() it once")
         try:

@@ -24,6 +24,7 @@ from ._process import StdStream
 from ._readiness import HttpHealthCheck
 from ._registry import CreatedDir, ServerRecord
 from ._tls import ClientTls, TlsMaterial, generate_tls
+from ._values import usable_timeout
 
 if TYPE_CHECKING:
     import etcd
@@ -96,6 +97,8 @@ class EtcdServer(StartStopContext):
         or the name's lock), as long as ``timeout`` allows; ``num_retries=1`` turns that off.
         Whatever ends a start early, ``KeyboardInterrupt`` included, stops what it spawned.
         """
+        # A deadline of nan or inf would fail deep inside (ValueError, OverflowError) with no word of the argument.
+        usable_timeout(timeout, shown=f"start(timeout={timeout!r})")
         if not self._lifecycle.acquire(blocking=False):
             raise RuntimeError("this EtcdServer is being started or stopped by another thread; start() it once")
         try:

@@ -16,8 +16,14 @@ def timeout_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a number of seconds: give seconds above 0, up to {MAX_TIMEOUT:g}") from None
+    return usable_timeout(value, shown=text)
+
+
+def usable_timeout(value: float, *, shown: str | None = None) -> float:
+    """``value`` if it is a usable timeout in seconds; ValueError, saying what is accepted, otherwise."""
     if not 0 < value <= MAX_TIMEOUT:  # nan compares false, so it lands here too
-        raise ValueError(f"{text} is not a usable timeout: give seconds above 0, up to {MAX_TIMEOUT:g} (a day)")
+        shown = f"{value!r}" if shown is None else shown
+        raise ValueError(f"{shown} is not a usable timeout: give seconds above 0, up to {MAX_TIMEOUT:g} (a day)")
     return value
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from etcd_env import EtcdCluster, EtcdServer
 from etcd_env._paths import state_root
 from etcd_env._process import pid_alive
 
@@ -229,6 +230,16 @@ def test_a_bad_timeout_is_a_usage_error(verb: str, value: str, state_dir: Path) 
     line = _one_clear_line(done.stderr)
     assert line.startswith(f"etcd-env {verb}: error: argument --timeout: ") and "above 0, up to 86400" in line, line
     assert cli("status").stdout.startswith("detached (etcd-env up): none")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e308, 0.0, -1.0])
+@pytest.mark.parametrize("kind", [EtcdServer, EtcdCluster])
+def test_a_bad_start_timeout_is_one_clear_error(kind: type, value: float, state_dir: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"^start\(timeout=.+\) is not a usable timeout: give seconds above 0, up to 86400"
+    ):
+        kind().start(timeout=value)
+    assert server_dirs(state_dir) == []
 
 
 @pytest.mark.parametrize("value", ["../../etc", "/etc", "3.5", "latest"])
