@@ -304,6 +304,14 @@ def probe_version(path: Path, *, timeout: float | None = None) -> str:
         probe.stdout.close()
         probe.wait()
     if not exited:
+        if timeout is not None and timeout < PROBE_TIMEOUT:
+            # The caller's own deadline cut the probe short: on a loaded machine that may be all it was.
+            raise EtcdVersionError(
+                f"`{path} --version` did not answer within the start's timeout ({limit:.2f}s) and was killed. "
+                "A working etcd answers in milliseconds, a loaded machine may need more: give a longer "
+                "timeout (start(timeout=...), --timeout, --etcd-timeout); if it still hangs, this binary is "
+                f"not a working etcd.\n{HOW_TO_GET_ETCD}"
+            )
         raise EtcdVersionError(
             f"`{path} --version` did not answer within {limit:.1f}s and was killed. A working etcd answers "
             f"in milliseconds: this binary hangs, or it is not etcd.\n{HOW_TO_GET_ETCD}"

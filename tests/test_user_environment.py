@@ -167,7 +167,8 @@ def test_a_version_probe_that_hangs_with_a_daemon_is_killed_at_the_deadline(tmp_
     try:
         done = cli("run", "--timeout", "2", "--binary", str(binary), "--", "true", timeout=60)
         assert done.returncode == 1
-        assert "did not answer within 2.0s and was killed" in done.stderr
+        assert "did not answer within the start's timeout (2.00s) and was killed" in done.stderr
+        assert "give a longer timeout" in done.stderr
         wait_until(lambda: not _processes_with(marker.encode()), 10, "the probe and its daemon are killed")
     finally:
         for pid in _processes_with(marker.encode()):
