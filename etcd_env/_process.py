@@ -90,18 +90,30 @@ class _Spawner:
         try:
             return result.result()
         except BaseException:
-            # Interrupted while waiting (Ctrl-C): the spawn may still complete, and then nobody
-            # would know its process. Kill whatever it starts, whenever it does.
-            result.add_done_callback(_kill_orphaned_spawn)
+            # Interrupted while waiting (Ctrl-C): the spawn completes all the same, and then nobody
+            # would know its process. Wait for it and kill it before the interrupt goes on, so that
+            # no etcd outlives the start() it belonged to, not even for a moment.
+            _kill_orphaned_spawn(result)
             raise
 
 
 def _kill_orphaned_spawn(result: Future[subprocess.Popen[bytes]]) -> None:
-    if result.cancelled() or result.exception() is not None:
-        return
-    process = result.result()
+    """Kill what ``result``'s spawn started (nothing if it failed); further Ctrl-C only restarts the wait."""
+    while True:
+        try:
+            process = result.result()
+        except KeyboardInterrupt:
+            continue
+        except BaseException:  # the spawn itself failed: it started nothing
+            return
+        break
     _signal_group(process.pid, signal.SIGKILL)
-    process.wait()
+    while True:
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            continue
+        return
 
 
 class _SpawnerSlot:
