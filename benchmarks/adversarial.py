@@ -502,7 +502,7 @@ CLUSTER_STOP_DURING_START = """
 """
 
 WRAPPER_OWNER = """
-    import json, os, tempfile, time
+    import json, os, shutil, tempfile, time
     from pathlib import Path
     from etcd_env import EtcdServer, resolve_binary
     real = str(resolve_binary(None).path)
@@ -533,6 +533,8 @@ WRAPPER_OWNER = """
                         os.kill(int(entry), 9)
                 except OSError:
                     pass
+    # The data dirs are this script's (a user's): etcd_env rightly leaves them, so the script removes them.
+    shutil.rmtree(base)
     print(json.dumps({{"starts": {n}, "ready": ready, "errors": errors, "etcd_left": left}}))
 """
 
