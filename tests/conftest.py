@@ -230,6 +230,21 @@ def start_from_two_threads(start: Callable[[], object]) -> tuple[BaseException, 
     return tuple(outcome for outcome in outcomes if outcome is not None)
 
 
+def live_processes_with(*markers: bytes) -> list[int]:
+    """Live processes (zombies are not) other than this one whose command line holds every marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if all(marker in argv for marker in markers) and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 def assert_gone(pid: int, timeout: float = 3.0) -> None:
     wait_until(lambda: not pid_alive(pid), timeout, f"process {pid} should have exited")
 

@@ -29,7 +29,15 @@ from etcd_env._paths import write_atomically
 from etcd_env._ports import port_is_reserved
 from etcd_env._process import pid_alive
 
-from .conftest import REPO, assert_gone, run_python, server_dirs, start_from_two_threads, wait_until
+from .conftest import (
+    REPO,
+    assert_gone,
+    live_processes_with,
+    run_python,
+    server_dirs,
+    start_from_two_threads,
+    wait_until,
+)
 
 SETPRIV = shutil.which("setpriv")
 NOBODY = [SETPRIV or "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -42,16 +50,7 @@ def _needs_second_user() -> None:
 
 def _processes_mentioning(text: str) -> list[int]:
     """Live processes whose command line contains ``text`` (our etcds and watchdogs carry the state dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if text.encode() in (entry / "cmdline").read_bytes() and pid_alive(int(entry.name)):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    return live_processes_with(text.encode())
 
 
 def _servers_entries(state: Path) -> list[str]:

@@ -25,9 +25,8 @@ import pytest
 
 import etcd_env._server as server_module
 from etcd_env import EtcdCluster, EtcdServer, EtcdStartError
-from etcd_env._process import pid_alive
 
-from .conftest import run_python, start_from_two_threads, wait_until, write_script
+from .conftest import live_processes_with, run_python, start_from_two_threads, wait_until, write_script
 
 SETPRIV = shutil.which("setpriv")
 LINUX = sys.platform.startswith("linux")
@@ -40,17 +39,7 @@ def _entries(state: Path) -> list[str]:
 
 def _named_etcds(state: Path) -> list[int]:
     """Live processes that carry ``--name`` and ``state`` (the state or data dir): our etcds, or setpriv before exec."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(state).encode() in argv and b"--name\0" in argv and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+    return live_processes_with(str(state).encode(), b"--name\0")
 
 
 def _listening_inodes(port: int) -> set[int]:
