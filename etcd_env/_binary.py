@@ -498,6 +498,18 @@ def check_binary(
         )
 
 
+def checked_binary(
+    binary_arg: str | os.PathLike[str] | None, *, needs_v2: bool, timeout: float | None = None
+) -> EtcdBinary:
+    """The etcd a start runs: resolved (:func:`resolve_binary`), then checked (:func:`check_binary`).
+
+    ``timeout`` (the start's) bounds the ``etcd --version`` probe.
+    """
+    binary = resolve_binary(binary_arg, timeout=timeout)
+    check_binary(binary, needs_v2=needs_v2)
+    return binary
+
+
 def pin_verdict(binary: EtcdBinary) -> str:
     """The one sentence ``etcd-env which`` and the pytest headers use for a binary against the pin."""
     if binary.is_pin:

@@ -20,7 +20,7 @@ from ._cluster import EtcdCluster
 from ._environ import ENDPOINTS_VAR, endpoint_environment
 from ._errors import EtcdEnvError, EtcdStartTimeout
 from ._existing import ExistingCluster
-from ._process import _death_signal_setter
+from ._process import death_signal_setter
 from ._registry import find_leftovers, live_servers, reap
 from ._server import EtcdServer
 from ._values import port_number, timeout_seconds
@@ -53,7 +53,7 @@ def run_command(command: Sequence[str], environment: dict[str, str], *, keep_com
         child = subprocess.Popen(
             list(command),
             env={**os.environ, **environment},
-            preexec_fn=_own_group(terminal, None if keep_command else _death_signal_setter()),  # noqa: PLW1509 - setpgid, tcsetpgrp, prctl only
+            preexec_fn=_own_group(terminal, None if keep_command else death_signal_setter()),  # noqa: PLW1509 - setpgid, tcsetpgrp, prctl only
         )
     except FileNotFoundError:
         print(f"etcd-env: command not found: {command[0]}", file=sys.stderr)

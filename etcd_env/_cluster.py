@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._binary import EtcdBinary
+from ._binary import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
 from ._command import CLUSTER_TIMERS, MemberCommand, check_extra_args
 from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
 from ._http import connect, url_host
 from ._lifecycle import StartStopContext, finish_despite_interrupts
-from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_clash, too_many_open_files
+from ._member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
 from ._paths import servers_dir
 from ._ports import PortReservation, reserve_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck
-from ._registry import ServerRecord
+from ._registry import ServerRecord, reap
 from ._server import new_member_name
 from ._status import member_status
 from ._tls import ClientTls, TlsMaterial, generate_tls
@@ -130,7 +130,8 @@ class EtcdCluster(StartStopContext):
         self._owner_pid = os.getpid()  # from here on, a forked child's stop() leaves it alone
         deadline = time.monotonic() + timeout
         check_local_host(self._host)
-        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
+        binary = self._binary = checked_binary(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
+        reap()  # what dead owners left: their ports and names are free again before we pick ours
         material = generate_tls(self._host) if self._tls_enabled else None
         retry_on_clash(lambda: self._start_once(binary, material, deadline, stderr), num_retries, deadline)
         atexit.register(self.stop)

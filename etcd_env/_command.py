@@ -6,8 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from ._binary import EtcdBinary
+from typing import Protocol
 
 #: Single-member timers: etcd's own time to serve drops from ~370 ms to ~60 ms with
 #: these (measured, context.md). A single member has no peers to miss heartbeats from.
@@ -21,6 +20,19 @@ SINGLE_MEMBER_TIMERS = (10, 50)
 CLUSTER_TIMERS = (10, 100)
 
 
+class Executable(Protocol):
+    """The etcd a command runs: already resolved and checked, by ``etcd_env._binary``'s ``EtcdBinary``.
+
+    Only what the command line needs, so spawning etcd never reaches up to decide which etcd.
+    """
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def has_unsafe_no_fsync(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     ca: Path
@@ -30,7 +42,7 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class MemberCommand:
-    binary: EtcdBinary
+    binary: Executable
     name: str
     data_dir: Path
     client_url: str
@@ -49,7 +61,7 @@ class MemberCommand:
     @classmethod
     def single_member(
         cls,
-        binary: EtcdBinary,
+        binary: Executable,
         name: str,
         data_dir: Path,
         client_url: str,

@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._binary import EtcdBinary, check_binary, resolve_binary
 from ._command import MemberCommand
 from ._errors import EtcdStartError, ForeignListenerError, HostNotLocalError, NameClashError, ResourceLimitError
 from ._process import StdStream, kill_processes, log_tail, processes_named, spawn, terminate, wait_exit
 from ._readiness import ReadinessCheck
-from ._registry import CreatedDir, ServerRecord, reap
+from ._registry import CreatedDir, ServerRecord
 
 logger = logging.getLogger("etcd_env")
 
@@ -162,19 +161,6 @@ class MemberProcess:
             # `setsid etcd "$@" &`. Our unique --name finds it.
             kill_processes(processes_named(self.command.name))
         self.record.remove(self._removable)
-
-
-def binary_for_start(
-    binary_arg: str | os.PathLike[str] | None, *, needs_v2: bool, timeout: float | None = None
-) -> EtcdBinary:
-    """The first steps of every start: the checked binary, after reclaiming what dead owners left.
-
-    ``timeout`` (the start's) bounds the ``etcd --version`` probe.
-    """
-    binary = resolve_binary(binary_arg, timeout=timeout)
-    check_binary(binary, needs_v2=needs_v2)
-    reap()
-    return binary
 
 
 def start_error_mentions_port_clash(error: EtcdStartError) -> bool:

@@ -50,7 +50,7 @@ def _setpriv() -> str | None:
     return shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-def _death_signal_setter() -> Callable[[], None] | None:
+def death_signal_setter() -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     prctl = _prctl()
@@ -169,7 +169,7 @@ def spawn(
             # which was told a spawn is in flight (_watchdog.py).
             command = [setpriv, "--pdeathsig", "KILL", "--", *command]
         else:
-            preexec = _death_signal_setter()
+            preexec = death_signal_setter()
 
     def launch() -> subprocess.Popen[bytes]:
         log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - handed to the child

@@ -12,17 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._binary import EtcdBinary
+from ._binary import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
 from ._http import url_host
 from ._lifecycle import StartStopContext, finish_despite_interrupts
-from ._member import MemberProcess, binary_for_start, check_local_host, retry_on_clash, too_many_open_files
+from ._member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
 from ._paths import servers_dir, writable_dir
 from ._ports import PortReservation, listen_addresses, reserve_port, reserve_specific_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck
-from ._registry import CreatedDir, ServerRecord
+from ._registry import CreatedDir, ServerRecord, reap
 from ._tls import ClientTls, TlsMaterial, generate_tls
 from ._values import usable_timeout
 
@@ -124,7 +124,8 @@ class EtcdServer(StartStopContext):
         self._owner_pid = os.getpid()  # from here on, a forked child's stop() leaves it alone
         deadline = time.monotonic() + timeout
         check_local_host(self._host)
-        binary = self._binary = binary_for_start(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
+        binary = self._binary = checked_binary(self._binary_arg, needs_v2=self._enable_v2, timeout=timeout)
+        reap()  # what dead owners left: their ports and names are free again before we pick ours
         material = generate_tls(self._host) if self._tls_enabled else None
         explicit_ports = self._client_port_arg is not None or self._peer_port_arg is not None
         # Absolute once, here: a chdir while etcd runs must not point stop() at another directory.
