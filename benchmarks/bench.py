@@ -33,7 +33,7 @@ import _startstop  # noqa: E402
 from _stats import machine_load  # noqa: E402
 
 from etcd_env import EtcdBinary, resolve_binary  # noqa: E402
-from etcd_env._paths import state_root  # noqa: E402
+from etcd_env._common.paths import state_root  # noqa: E402
 
 
 def machine(binary: EtcdBinary, torch_why: str) -> dict[str, Any]:

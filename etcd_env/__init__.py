@@ -2,9 +2,8 @@
 
 from ._binary import PINNED_SERIES, EtcdBinary, check_binary, resolve_binary
 from ._cluster import EtcdCluster, MemberInfo
-from ._compat import find_free_port, stop_etcd
-from ._environ import endpoint_environment
-from ._errors import (
+from ._common.environ import endpoint_environment
+from ._common.errors import (
     ChecksumMismatchError,
     ClusterUnavailableError,
     EtcdEnvError,
@@ -22,6 +21,7 @@ from ._errors import (
     ResourceLimitError,
     StateDirError,
 )
+from ._compat import find_free_port, stop_etcd
 from ._existing import ExistingCluster
 from ._install import InstallResult, install
 from ._nox import nox_etcd

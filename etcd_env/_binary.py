@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._cache import cache_root, cached_etcd
-from ._environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR, VERSION_VAR
-from ._errors import CacheUnusableError, EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
-from ._paths import cache_dir, write_atomically
+from ._common.environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR, VERSION_VAR
+from ._common.errors import CacheUnusableError, EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
+from ._common.paths import cache_dir, write_atomically
 from ._pin import is_version, pinned_version
 
 #: The release line etcd_env pins: the last with the v2 API python-etcd and torch speak.

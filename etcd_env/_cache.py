@@ -26,10 +26,10 @@ from typing import Any
 
 from filelock import UnixFileLock
 
-from ._environ import CACHE_DIR_VAR
-from ._errors import CacheUnusableError, EtcdInstallError, StateDirError
-from ._locks import kernel_lock
-from ._paths import private_dir
+from ._common.environ import CACHE_DIR_VAR
+from ._common.errors import CacheUnusableError, EtcdInstallError, StateDirError
+from ._common.locks import kernel_lock
+from ._common.paths import private_dir
 from ._pin import is_version
 
 INFO_FILE = "install.json"
@@ -55,7 +55,7 @@ def cache_root(environ: os._Environ[str] | dict[str, str] | None = None) -> Path
 
 
 def ensure_root(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
-    """The cache root, created 0700 (through ``_paths.private_dir``, which refuses what is not ours)."""
+    """The cache root, created 0700 (through ``_common.paths.private_dir``, which refuses what is not ours)."""
     root = cache_root(environ)
     try:
         return private_dir(root)

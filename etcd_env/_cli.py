@@ -17,8 +17,8 @@ from types import FrameType
 from . import _shell
 from ._cli_install import add_install_verbs, install_for_run, which_command
 from ._cluster import EtcdCluster
-from ._environ import ENDPOINTS_VAR, endpoint_environment
-from ._errors import EtcdEnvError, EtcdStartTimeout
+from ._common.environ import ENDPOINTS_VAR, endpoint_environment
+from ._common.errors import EtcdEnvError, EtcdStartTimeout
 from ._existing import ExistingCluster
 from ._process import death_signal_setter
 from ._registry import find_leftovers, live_servers, reap

@@ -8,8 +8,8 @@ import sys
 
 from . import _cache
 from ._binary import pin_status, requested_version, resolve_binary
+from ._common.environ import MIRROR_VAR
 from ._defects import KNOWN_DEFECTS, defects_of
-from ._environ import MIRROR_VAR
 from ._install import install
 from ._pin import is_version, pinned_version, shipped_table, this_platform
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._environ import endpoint_environment
+from ._common.environ import endpoint_environment
 from ._http import url_host
 from ._tls import ClientTls
 

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 from ._binary import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
 from ._command import CLUSTER_TIMERS, MemberCommand, check_extra_args
-from ._errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
+from ._common.errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
+from ._common.paths import servers_dir
 from ._http import connect, url_host
 from ._lifecycle import StartStopContext, finish_despite_interrupts
 from ._member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
-from ._paths import servers_dir
 from ._ports import PortReservation, reserve_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck

@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 
-from ._errors import PortExhaustedError
+from ._common.errors import PortExhaustedError
 from ._ports import LOCALHOST, reserve_port_where
 
 

@@ -14,8 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-from ._environ import MIRROR_VAR
-from ._errors import EtcdInstallError
+from ._common.environ import MIRROR_VAR
+from ._common.errors import EtcdInstallError
 from ._version import __version__
 
 CHUNK = 1 << 16

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._client import client_environment, python_etcd_client
-from ._environ import (
+from ._common.environ import (
     ENDPOINTS_VAR,
     ETCDCTL_CACERT_VAR,
     ETCDCTL_CERT_VAR,
     ETCDCTL_KEY_VAR,
 )
-from ._errors import ClusterUnavailableError, ForeignListenerError
+from ._common.errors import ClusterUnavailableError, ForeignListenerError
 from ._lifecycle import StartStopContext
 from ._readiness import HttpHealthCheck
 from ._tls import ClientTls

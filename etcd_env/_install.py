@@ -23,9 +23,9 @@ from typing import IO, TextIO
 
 from . import _cache
 from ._binary import probe_version
+from ._common.environ import CACHE_DIR_VAR, MIRROR_VAR
+from ._common.errors import ChecksumMismatchError, EtcdInstallError, EtcdVersionError
 from ._download import Downloaded, ProgressBar, download
-from ._environ import CACHE_DIR_VAR, MIRROR_VAR
-from ._errors import ChecksumMismatchError, EtcdInstallError, EtcdVersionError
 from ._pin import (
     OFFICIAL_DOWNLOADS,
     PLATFORMS,

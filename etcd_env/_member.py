@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._command import MemberCommand
-from ._errors import EtcdStartError, ForeignListenerError, HostNotLocalError, NameClashError, ResourceLimitError
+from ._common.errors import EtcdStartError, ForeignListenerError, HostNotLocalError, NameClashError, ResourceLimitError
 from ._process import StdStream, kill_processes, log_tail, processes_named, spawn, terminate, wait_exit
 from ._readiness import ReadinessCheck
 from ._registry import CreatedDir, ServerRecord

@@ -19,10 +19,10 @@ import pytest
 
 from ._binary import resolve_binary, version_matches
 from ._cluster import EtcdCluster
-from ._environ import BINARY_VAR, ENDPOINTS_VAR, EXPECT_VERSION_VAR
-from ._errors import EtcdStartTimeout, StateDirError
+from ._common.environ import BINARY_VAR, ENDPOINTS_VAR, EXPECT_VERSION_VAR
+from ._common.errors import EtcdStartTimeout, StateDirError
+from ._common.paths import writable_dir
 from ._existing import ExistingCluster
-from ._paths import writable_dir
 from ._server import EtcdServer
 from ._values import port_number, timeout_seconds
 

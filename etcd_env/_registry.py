@@ -27,10 +27,10 @@ from typing import Any
 
 from filelock import Timeout, UnixFileLock
 
-from ._errors import NameClashError
+from ._common.errors import NameClashError
+from ._common.locks import held_fd, kernel_lock
+from ._common.paths import private_dir, servers_dir, write_atomically
 from ._guard import Watchdog
-from ._locks import held_fd, kernel_lock
-from ._paths import private_dir, servers_dir, write_atomically
 from ._process import command_line, pid_alive, processes_named, wait_gone
 
 INFO_FILE = "info.json"

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from ._binary import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
+from ._common.paths import servers_dir, writable_dir
 from ._http import url_host
 from ._lifecycle import StartStopContext, finish_despite_interrupts
 from ._member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
-from ._paths import servers_dir, writable_dir
 from ._ports import PortReservation, listen_addresses, reserve_port, reserve_specific_port
 from ._process import StdStream
 from ._readiness import HttpHealthCheck

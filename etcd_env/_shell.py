@@ -27,9 +27,9 @@ from filelock import UnixFileLock
 
 from ._client import client_environment
 from ._cluster import EtcdCluster
-from ._errors import EtcdStartError
-from ._locks import kernel_lock
-from ._paths import private_dir, state_root, write_atomically
+from ._common.errors import EtcdStartError
+from ._common.locks import kernel_lock
+from ._common.paths import private_dir, state_root, write_atomically
 from ._process import command_line, log_tail, pid_alive, wait_gone
 from ._pychild import module_command
 from ._server import EtcdServer

@@ -30,8 +30,8 @@ import pytest
 
 from . import fixtures
 from ._binary import pin_verdict, resolve_binary
+from ._common.errors import EtcdEnvError
 from ._defects import defects_of
-from ._errors import EtcdEnvError
 from ._pytest_options import (
     add_options,
     check_options,

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from etcd_env import EtcdCluster, EtcdServer, HostNotLocalError, StateDirError, find_leftovers, reap
-from etcd_env._paths import write_atomically
+from etcd_env._common.paths import write_atomically
 from etcd_env._ports import port_is_reserved
 from etcd_env._process import pid_alive
 
@@ -220,7 +220,7 @@ def test_a_failed_atomic_write_leaves_no_scratch_file(tmp_path: Path) -> None:
     code = f"""
 import resource, signal
 from pathlib import Path
-from etcd_env._paths import write_atomically
+from etcd_env._common.paths import write_atomically
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))  # a full disk, as far as this process can tell
 try:
@@ -578,7 +578,7 @@ LATE_ETCD_OWNER = """
     import json, os, signal, subprocess
     from etcd_env._binary import resolve_binary
     from etcd_env._command import MemberCommand
-    from etcd_env._paths import servers_dir
+    from etcd_env._common.paths import servers_dir
     from etcd_env._ports import reserve_port
     from etcd_env._registry import ServerRecord
     name = f"etcd-env-late-{os.getpid()}"

@@ -21,8 +21,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ._environ import STATE_DIR_VAR
-from ._errors import StateDirError
+from .environ import STATE_DIR_VAR
+from .errors import StateDirError
 
 #: A relative ``$ETCD_ENV_STATE_DIR`` or ``$TMPDIR`` made absolute the first time it is read, so a
 #: later ``chdir`` never moves the state dir away from the records and locks already in it.
