@@ -35,8 +35,8 @@
 
       # The exact etcd every way in uses (etcd-env install, CI, this flake), and
       # the SHA-256 of each official release archive of it.
-      etcdVersion = firstMatch ./etcd_env/ETCD_VERSION "[[:space:]]*([0-9]+\\.[0-9]+\\.[0-9]+)[[:space:]]*" "an etcd version X.Y.Z";
-      checksums = (builtins.fromJSON (builtins.readFile ./etcd_env/etcd_checksums.json)).sha256;
+      etcdVersion = firstMatch ./etcd_env/_binary/ETCD_VERSION "[[:space:]]*([0-9]+\\.[0-9]+\\.[0-9]+)[[:space:]]*" "an etcd version X.Y.Z";
+      checksums = (builtins.fromJSON (builtins.readFile ./etcd_env/_binary/etcd_checksums.json)).sha256;
 
       # The pinned etcd itself, from etcd's official release archive: nixpkgs'
       # etcd_3_5 moves with the branch and its exact version at the locked rev
@@ -100,7 +100,7 @@
           sha256 = (checksums.${etcdVersion} or { }).${platform} or "";
         in
         if lib.versions.majorMinor etcdVersion != "3.5" then
-          throw "etcd_env needs etcd 3.5, the last line with the v2 API; etcd_env/ETCD_VERSION pins ${etcdVersion}"
+          throw "etcd_env needs etcd 3.5, the last line with the v2 API; etcd_env/_binary/ETCD_VERSION pins ${etcdVersion}"
         else if sha256 == "" then
           # No public table has every platform's hash of every release (in 2026-12 none has
           # darwin's for 3.5.7 and later): rather than no etcd at all there, nixpkgs' own 3.5
@@ -111,12 +111,12 @@
           in
           if lib.versions.majorMinor fromNixpkgs.version == "3.5" then
             lib.warn (
-              "etcd_env/etcd_checksums.json has no sha256 for etcd ${etcdVersion} on ${platform}, so this "
+              "etcd_env/_binary/etcd_checksums.json has no sha256 for etcd ${etcdVersion} on ${platform}, so this "
               + "system gets nixpkgs' etcd_3_5 (${fromNixpkgs.version}), not the pin. For the exact pin, add "
               + "the hash from https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}/SHA256SUMS"
             ) fromNixpkgs
           else
-            throw "etcd_env/etcd_checksums.json has no sha256 for etcd ${etcdVersion} on ${platform}, and nixpkgs' etcd_3_5 is ${fromNixpkgs.version}, off the 3.5 line: add the hash from https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}/SHA256SUMS"
+            throw "etcd_env/_binary/etcd_checksums.json has no sha256 for etcd ${etcdVersion} on ${platform}, and nixpkgs' etcd_3_5 is ${fromNixpkgs.version}, off the 3.5 line: add the hash from https://github.com/etcd-io/etcd/releases/download/v${etcdVersion}/SHA256SUMS"
         else
           releaseEtcd system pkgs etcdVersion sha256;
 

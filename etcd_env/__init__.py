@@ -1,6 +1,8 @@
 """etcd_env: a real, pinned etcd for test sessions, started fast and never left behind."""
 
-from ._binary import PINNED_SERIES, EtcdBinary, check_binary, resolve_binary
+from ._binary.install import InstallResult, install
+from ._binary.pin import pinned_version
+from ._binary.resolve import PINNED_SERIES, EtcdBinary, check_binary, resolve_binary
 from ._cluster import EtcdCluster, MemberInfo
 from ._common.environ import endpoint_environment
 from ._common.errors import (
@@ -23,9 +25,7 @@ from ._common.errors import (
 )
 from ._compat import find_free_port, stop_etcd
 from ._existing import ExistingCluster
-from ._install import InstallResult, install
 from ._nox import nox_etcd
-from ._pin import pinned_version
 from ._ports import PortReservation, reserve_port, reserve_specific_port
 from ._registry import Leftover, find_leftovers, reap
 from ._server import EtcdServer

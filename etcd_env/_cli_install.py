@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 
-from . import _cache
-from ._binary import pin_status, requested_version, resolve_binary
+from ._binary import cache as _cache
+from ._binary.defects import KNOWN_DEFECTS, defects_of
+from ._binary.install import install
+from ._binary.pin import is_version, pinned_version, shipped_table, this_platform
+from ._binary.resolve import pin_status, requested_version, resolve_binary
 from ._common.environ import MIRROR_VAR
-from ._defects import KNOWN_DEFECTS, defects_of
-from ._install import install
-from ._pin import is_version, pinned_version, shipped_table, this_platform
 
 
 def which_command(args: argparse.Namespace) -> int:
@@ -39,7 +39,7 @@ def which_command(args: argparse.Namespace) -> int:
         print(f"source: {binary.source}")
         # "installed: no" is what --json says with pin_installed: null.
         installed = status["pin_installed"] or "no (etcd-env install adds it)"
-        print(f"pin: {status['pin']} (etcd_env/ETCD_VERSION); installed: {installed}")
+        print(f"pin: {status['pin']} (etcd_env/_binary/ETCD_VERSION); installed: {installed}")
         print(f"verdict: {status['verdict']}")
         print_defects(binary.version)
         if expected is not None:
@@ -89,7 +89,7 @@ def _list() -> int:
     for line, versions in table.by_line().items():
         here = [v + (" (pin)" if v == pinned_version() else "") for v in versions if table.lookup(v, platform_name)]
         print(f"  {line}: {', '.join(here) if here else 'none for this platform'}")
-    print("known etcd defects (etcd_env/_defects.py):")
+    print("known etcd defects (etcd_env/_binary/defects.py):")
     for row in KNOWN_DEFECTS:
         print(f"  - {row.describe()}")
     found = _cache.installed()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._binary import EtcdBinary, checked_binary
+from ._binary.resolve import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
 from ._command import CLUSTER_TIMERS, MemberCommand, check_extra_args
 from ._common.errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ._binary import requested_binary, requested_version
+from ._binary.resolve import requested_binary, requested_version
 from ._common.environ import BINARY_VAR, ENDPOINTS_VAR, TORCH_BINARY_VAR
 from ._common.errors import EtcdNotFoundError
 from ._existing import ExistingCluster

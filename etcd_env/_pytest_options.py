@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ._binary import resolve_binary, version_matches
+from ._binary.resolve import resolve_binary, version_matches
 from ._cluster import EtcdCluster
 from ._common.environ import BINARY_VAR, ENDPOINTS_VAR, EXPECT_VERSION_VAR
 from ._common.errors import EtcdStartTimeout, StateDirError

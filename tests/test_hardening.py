@@ -576,7 +576,7 @@ def test_run_ctrl_z_stops_the_command_and_etcd_env_and_fg_resumes_both(state_dir
 
 LATE_ETCD_OWNER = """
     import json, os, signal, subprocess
-    from etcd_env._binary import resolve_binary
+    from etcd_env._binary.resolve import resolve_binary
     from etcd_env._command import MemberCommand
     from etcd_env._common.paths import servers_dir
     from etcd_env._ports import reserve_port

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 import etcd_env
-from etcd_env import EtcdInstallError, _cache, _pin
+from etcd_env import EtcdInstallError
+from etcd_env._binary import cache as _cache
+from etcd_env._binary import pin as _pin
 
 from .conftest import wait_until
 from .release_archive import (

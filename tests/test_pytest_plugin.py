@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from etcd_env import EtcdServer, resolve_binary
-from etcd_env._binary import embedded_binary_path
-from etcd_env._defects import DIR_TTL_REFRESH, defects_of
+from etcd_env._binary.defects import DIR_TTL_REFRESH, defects_of
+from etcd_env._binary.resolve import embedded_binary_path
 from tests.conftest import PLUGIN_ARGS, child_env, plugin_autoloaded
 
 pytestmark = pytest.mark.usefixtures("state_dir")

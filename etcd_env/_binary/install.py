@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
 
-from . import _cache
-from ._binary import probe_version
-from ._common.environ import CACHE_DIR_VAR, MIRROR_VAR
-from ._common.errors import ChecksumMismatchError, EtcdInstallError, EtcdVersionError
-from ._download import Downloaded, ProgressBar, download
-from ._pin import (
+from .._common.environ import CACHE_DIR_VAR, MIRROR_VAR
+from .._common.errors import ChecksumMismatchError, EtcdInstallError, EtcdVersionError
+from . import cache as _cache
+from .download import Downloaded, ProgressBar, download
+from .pin import (
     OFFICIAL_DOWNLOADS,
     PLATFORMS,
     ChecksumTable,
@@ -39,6 +38,7 @@ from ._pin import (
     sums_url,
     this_platform,
 )
+from .resolve import probe_version
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-from ._common.environ import MIRROR_VAR
-from ._common.errors import EtcdInstallError
-from ._version import __version__
+from .._common.environ import MIRROR_VAR
+from .._common.errors import EtcdInstallError
+from .._version import __version__
 
 CHUNK = 1 << 16
 #: Seconds without a byte before a download is given up (connect and each read).

@@ -33,7 +33,7 @@ _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 @functools.cache
 def pinned_version() -> str:
-    """The version in ``etcd_env/ETCD_VERSION``."""
+    """The version in ``etcd_env/_binary/ETCD_VERSION``."""
     return PIN_FILE.read_text().strip()
 
 
