@@ -133,7 +133,7 @@ WORKFLOWS = [
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy; zizmor and the workflow schema on every workflow (ours and the user-CI example)."""
-    # mypy checks _tls.py against trustme and the plugins against pytest and nox ([test] has all three).
+    # mypy checks _process/tls.py against trustme and the plugins against pytest and nox ([test] has all three).
     session.install("-e", ".[test]", "ruff", "mypy", "zizmor", "check-jsonschema")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etcd_env import EtcdBinary, reserve_port
-from etcd_env._command import MemberCommand
+from etcd_env._process.command import MemberCommand
 
 
 @dataclass

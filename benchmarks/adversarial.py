@@ -71,7 +71,7 @@ STOP_OWNER = """
 FORKER = """
     import json, os, sys
     from etcd_env import EtcdServer
-    from etcd_env._ports import port_is_reserved
+    from etcd_env._process.ports import port_is_reserved
     failures = []
     for i in range({n}):
         server = EtcdServer()

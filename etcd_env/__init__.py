@@ -26,10 +26,10 @@ from ._common.errors import (
 from ._compat import find_free_port, stop_etcd
 from ._existing import ExistingCluster
 from ._nox import nox_etcd
-from ._ports import PortReservation, reserve_port, reserve_specific_port
-from ._registry import Leftover, find_leftovers, reap
+from ._process.ports import PortReservation, reserve_port, reserve_specific_port
+from ._process.registry import Leftover, find_leftovers, reap
+from ._process.tls import ClientTls
 from ._server import EtcdServer
-from ._tls import ClientTls
 from ._version import __version__ as __version__
 
 __all__ = [

@@ -20,8 +20,8 @@ from ._cluster import EtcdCluster
 from ._common.environ import ENDPOINTS_VAR, endpoint_environment
 from ._common.errors import EtcdEnvError, EtcdStartTimeout
 from ._existing import ExistingCluster
-from ._process import death_signal_setter
-from ._registry import find_leftovers, live_servers, reap
+from ._process.registry import find_leftovers, live_servers, reap
+from ._process.spawn import death_signal_setter
 from ._server import EtcdServer
 from ._values import port_number, timeout_seconds
 from ._version import __version__

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._common.environ import endpoint_environment
-from ._http import url_host
-from ._tls import ClientTls
+from ._process.http import url_host
+from ._process.tls import ClientTls
 
 if TYPE_CHECKING:
     import etcd

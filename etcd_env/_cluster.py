@@ -26,19 +26,19 @@ from urllib.parse import urlsplit
 
 from ._binary.resolve import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
-from ._command import CLUSTER_TIMERS, MemberCommand, check_extra_args
 from ._common.errors import ClusterUnavailableError, EtcdStartError, EtcdStartTimeout
 from ._common.paths import servers_dir
-from ._http import connect, url_host
-from ._lifecycle import StartStopContext, finish_despite_interrupts
-from ._member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
-from ._ports import PortReservation, reserve_port
-from ._process import StdStream
-from ._readiness import HttpHealthCheck
-from ._registry import ServerRecord, reap
+from ._process.command import CLUSTER_TIMERS, MemberCommand, check_extra_args
+from ._process.http import connect, url_host
+from ._process.lifecycle import StartStopContext, finish_despite_interrupts
+from ._process.member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
+from ._process.ports import PortReservation, reserve_port
+from ._process.readiness import HttpHealthCheck
+from ._process.registry import ServerRecord, reap
+from ._process.spawn import StdStream
+from ._process.status import member_status
+from ._process.tls import ClientTls, TlsMaterial, generate_tls
 from ._server import new_member_name
-from ._status import member_status
-from ._tls import ClientTls, TlsMaterial, generate_tls
 from ._values import usable_timeout
 
 if TYPE_CHECKING:

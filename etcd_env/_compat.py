@@ -7,7 +7,7 @@ import socket
 import subprocess
 
 from ._common.errors import PortExhaustedError
-from ._ports import LOCALHOST, reserve_port_where
+from ._process.ports import LOCALHOST, reserve_port_where
 
 
 def _listening_socket(family: int, kind: int, proto: int, address: str) -> socket.socket:

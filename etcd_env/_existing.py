@@ -22,9 +22,9 @@ from ._common.environ import (
     ETCDCTL_KEY_VAR,
 )
 from ._common.errors import ClusterUnavailableError, ForeignListenerError
-from ._lifecycle import StartStopContext
-from ._readiness import HttpHealthCheck
-from ._tls import ClientTls
+from ._process.lifecycle import StartStopContext
+from ._process.readiness import HttpHealthCheck
+from ._process.tls import ClientTls
 
 if TYPE_CHECKING:
     import etcd

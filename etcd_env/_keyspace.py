@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ._http import connect
+from ._process.http import connect
 
 #: The whole v3 key space: "\0" as key and range end means "all keys".
 _ALL_KEYS = {"key": base64.b64encode(b"\0").decode(), "range_end": base64.b64encode(b"\0").decode()}

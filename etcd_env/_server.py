@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._binary.resolve import EtcdBinary, checked_binary
 from ._client import client_environment, python_etcd_client
-from ._command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
 from ._common.paths import servers_dir, writable_dir
-from ._http import url_host
-from ._lifecycle import StartStopContext, finish_despite_interrupts
-from ._member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
-from ._ports import PortReservation, listen_addresses, reserve_port, reserve_specific_port
-from ._process import StdStream
-from ._readiness import HttpHealthCheck
-from ._registry import CreatedDir, ServerRecord, reap
-from ._tls import ClientTls, TlsMaterial, generate_tls
+from ._process.command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
+from ._process.http import url_host
+from ._process.lifecycle import StartStopContext, finish_despite_interrupts
+from ._process.member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
+from ._process.ports import PortReservation, listen_addresses, reserve_port, reserve_specific_port
+from ._process.readiness import HttpHealthCheck
+from ._process.registry import CreatedDir, ServerRecord, reap
+from ._process.spawn import StdStream
+from ._process.tls import ClientTls, TlsMaterial, generate_tls
 from ._values import usable_timeout
 
 if TYPE_CHECKING:

@@ -30,10 +30,10 @@ from ._cluster import EtcdCluster
 from ._common.errors import EtcdStartError
 from ._common.locks import kernel_lock
 from ._common.paths import private_dir, state_root, write_atomically
-from ._process import command_line, log_tail, pid_alive, wait_gone
+from ._process.spawn import command_line, log_tail, pid_alive, wait_gone
+from ._process.tls import ClientTls
 from ._pychild import module_command
 from ._server import EtcdServer
-from ._tls import ClientTls
 
 STATE_FILE = "shell.json"
 SERVE_VERB = "_serve"

@@ -32,6 +32,7 @@ from . import fixtures
 from ._binary.defects import defects_of
 from ._binary.resolve import pin_verdict, resolve_binary
 from ._common.errors import EtcdEnvError
+from ._process.registry import find_leftovers
 from ._pytest_options import (
     add_options,
     check_options,
@@ -42,7 +43,6 @@ from ._pytest_options import (
     setting,
     started,
 )
-from ._registry import find_leftovers
 
 if TYPE_CHECKING:
     from _pytest.terminal import TerminalReporter

@@ -31,7 +31,7 @@ import pytest
 from etcd_env._binary.defects import defects_of
 from etcd_env._binary.resolve import PINNED_SERIES, EtcdBinary, pin_verdict, resolve_binary, version_matches
 from etcd_env._common.errors import EtcdNotFoundError, EtcdVersionError
-from etcd_env._process import pid_alive
+from etcd_env._process.spawn import pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ from etcd_env import EtcdServer, reserve_port, resolve_binary
 from etcd_env._binary import pin as _pin
 from etcd_env._binary.defects import DIR_TTL_REFRESH, KNOWN_DEFECTS, defects_of
 from etcd_env._binary.resolve import embedded_binary_path
-from etcd_env._ports import ipv6_loopback_usable
-from etcd_env._process import pid_alive
+from etcd_env._process.ports import ipv6_loopback_usable
+from etcd_env._process.spawn import pid_alive
 
 from .conftest import REPO, child_env, server_dirs, wait_until
 

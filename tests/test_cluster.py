@@ -19,8 +19,8 @@ import pytest
 
 import etcd_env
 from etcd_env import ClusterUnavailableError, EtcdCluster, EtcdStartError
-from etcd_env._ports import port_is_reserved
-from etcd_env._status import member_status
+from etcd_env._process.ports import port_is_reserved
+from etcd_env._process.status import member_status
 from etcd_env.fixtures import etcd_cluster_proc
 from tests.conftest import REPO, assert_gone, child_env, run_python, server_dirs, wait_until
 

@@ -26,8 +26,8 @@ import pytest
 
 from etcd_env import EtcdCluster, EtcdServer, HostNotLocalError, StateDirError, find_leftovers, reap
 from etcd_env._common.paths import write_atomically
-from etcd_env._ports import port_is_reserved
-from etcd_env._process import pid_alive
+from etcd_env._process.ports import port_is_reserved
+from etcd_env._process.spawn import pid_alive
 
 from .conftest import (
     REPO,
@@ -577,10 +577,10 @@ def test_run_ctrl_z_stops_the_command_and_etcd_env_and_fg_resumes_both(state_dir
 LATE_ETCD_OWNER = """
     import json, os, signal, subprocess
     from etcd_env._binary.resolve import resolve_binary
-    from etcd_env._command import MemberCommand
+    from etcd_env._process.command import MemberCommand
     from etcd_env._common.paths import servers_dir
-    from etcd_env._ports import reserve_port
-    from etcd_env._registry import ServerRecord
+    from etcd_env._process.ports import reserve_port
+    from etcd_env._process.registry import ServerRecord
     name = f"etcd-env-late-{os.getpid()}"
     record = ServerRecord.create(name, servers_dir())
     client, peer = reserve_port(), reserve_port()

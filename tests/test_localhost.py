@@ -10,7 +10,7 @@ import etcd
 import pytest
 
 from etcd_env import EtcdServer, PortBusyError, find_free_port, reserve_port, reserve_specific_port
-from etcd_env._ports import ipv6_loopback_usable, listen_addresses
+from etcd_env._process.ports import ipv6_loopback_usable, listen_addresses
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_usable(), reason="::1 cannot be bound on this machine")
 

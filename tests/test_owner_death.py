@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from etcd_env import EtcdServer, find_leftovers, reap
-from etcd_env._ports import port_is_reserved
-from etcd_env._process import pid_alive
+from etcd_env._process.ports import port_is_reserved
+from etcd_env._process.spawn import pid_alive
 
 from .conftest import assert_gone, child_env, run_python, server_dirs, wait_until
 

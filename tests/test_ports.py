@@ -13,7 +13,7 @@ from filelock import UnixFileLock
 
 from etcd_env import PortBusyError, reserve_port, reserve_specific_port
 from etcd_env._common.locks import LOCK_OPTIONS, kernel_lock
-from etcd_env._ports import candidate_ports, ephemeral_range, port_is_reserved
+from etcd_env._process.ports import candidate_ports, ephemeral_range, port_is_reserved
 
 from .conftest import run_python, wait_until
 

@@ -29,7 +29,7 @@ def test_default_fixtures_and_cleanup(pytester: pytest.Pytester):
         """
         import etcd, pytest
         from etcd_env import EtcdServer, resolve_binary
-        from etcd_env._process import pid_alive
+        from etcd_env._process.spawn import pid_alive
 
         seen = {}
 

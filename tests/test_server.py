@@ -21,9 +21,9 @@ from etcd_env import (
     reserve_port,
     stop_etcd,
 )
-from etcd_env._ports import ephemeral_range, port_is_reserved
-from etcd_env._process import pid_alive
-from etcd_env._readiness import HttpHealthCheck
+from etcd_env._process.ports import ephemeral_range, port_is_reserved
+from etcd_env._process.readiness import HttpHealthCheck
+from etcd_env._process.spawn import pid_alive
 
 from .conftest import assert_gone, server_dirs
 

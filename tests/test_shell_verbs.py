@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from etcd_env._process import pid_alive
+from etcd_env._process.spawn import pid_alive
 
 from .conftest import assert_gone, child_env, server_dirs, wait_until
 

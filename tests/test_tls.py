@@ -117,7 +117,7 @@ def test_missing_trustme_is_one_clear_error(state_dir, monkeypatch):
 
 
 def test_tls_material_repr_hides_keys():
-    from etcd_env._tls import generate_tls  # noqa: PLC0415
+    from etcd_env._process.tls import generate_tls  # noqa: PLC0415
 
     material = generate_tls("127.0.0.1")
     assert b"PRIVATE KEY" in material.server_key_pem

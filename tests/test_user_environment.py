@@ -18,7 +18,7 @@ import pytest
 
 from etcd_env import EtcdCluster, EtcdServer
 from etcd_env._common.paths import state_root
-from etcd_env._process import pid_alive
+from etcd_env._process.spawn import pid_alive
 
 from .conftest import PLUGIN_ARGS, child_env, server_dirs, wait_until, write_script
 

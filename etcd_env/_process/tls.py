@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._command import TlsFiles
-from ._common.environ import ETCDCTL_CACERT_VAR, ETCDCTL_CERT_VAR, ETCDCTL_KEY_VAR
-from ._common.errors import EtcdEnvError
-from ._common.paths import private_dir
+from .._common.environ import ETCDCTL_CACERT_VAR, ETCDCTL_CERT_VAR, ETCDCTL_KEY_VAR
+from .._common.errors import EtcdEnvError
+from .._common.paths import private_dir
+from .command import TlsFiles
 
 TLS_DIR = "tls"
 #: The client certificate needs a subject alternative name (an empty SAN list is invalid);

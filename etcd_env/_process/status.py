@@ -12,7 +12,7 @@ import json
 import ssl
 from dataclasses import dataclass
 
-from ._http import connect
+from .http import connect
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._command import MemberCommand
-from ._common.errors import EtcdStartError, ForeignListenerError, HostNotLocalError, NameClashError, ResourceLimitError
-from ._process import StdStream, kill_processes, log_tail, processes_named, spawn, terminate, wait_exit
-from ._readiness import ReadinessCheck
-from ._registry import CreatedDir, ServerRecord
+from .._common.errors import EtcdStartError, ForeignListenerError, HostNotLocalError, NameClashError, ResourceLimitError
+from .command import MemberCommand
+from .readiness import ReadinessCheck
+from .registry import CreatedDir, ServerRecord
+from .spawn import StdStream, kill_processes, log_tail, processes_named, spawn, terminate, wait_exit
 
 logger = logging.getLogger("etcd_env")
 

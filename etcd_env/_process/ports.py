@@ -23,10 +23,10 @@ from types import TracebackType
 
 from filelock import Timeout, UnixFileLock
 
-from ._common.environ import PORT_RANGE_VAR
-from ._common.errors import PortBusyError, PortExhaustedError, SettingError
-from ._common.locks import kernel_lock
-from ._common.paths import ports_dir
+from .._common.environ import PORT_RANGE_VAR
+from .._common.errors import PortBusyError, PortExhaustedError, SettingError
+from .._common.locks import kernel_lock
+from .._common.paths import ports_dir
 
 _EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LINUX_DEFAULT_EPHEMERAL = (32768, 60999)

@@ -166,7 +166,7 @@ def spawn(
         if setpriv is not None:
             # Unlike the preexec_fn, setpriv cannot re-check the parent after prctl: an etcd whose
             # owner died before setpriv's prctl is found by name and killed by the watchdog,
-            # which was told a spawn is in flight (_watchdog.py).
+            # which was told a spawn is in flight (watchdog.py).
             command = [setpriv, "--pdeathsig", "KILL", "--", *command]
         else:
             preexec = death_signal_setter()

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ._common.errors import EtcdStartError, EtcdStartTimeout, ForeignListenerError
-from ._http import connect
+from .._common.errors import EtcdStartError, EtcdStartTimeout, ForeignListenerError
+from .http import connect
 
 _LISTEN = "0A"  # the TCP state column of /proc/net/tcp*: TCP_LISTEN
 

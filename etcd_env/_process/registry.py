@@ -27,11 +27,11 @@ from typing import Any
 
 from filelock import Timeout, UnixFileLock
 
-from ._common.errors import NameClashError
-from ._common.locks import held_fd, kernel_lock
-from ._common.paths import private_dir, servers_dir, write_atomically
-from ._guard import Watchdog
-from ._process import command_line, pid_alive, processes_named, wait_gone
+from .._common.errors import NameClashError
+from .._common.locks import held_fd, kernel_lock
+from .._common.paths import private_dir, servers_dir, write_atomically
+from .guard import Watchdog
+from .spawn import command_line, pid_alive, processes_named, wait_gone
 
 INFO_FILE = "info.json"
 LOG_FILE = "etcd.log"

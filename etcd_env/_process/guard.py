@@ -1,4 +1,4 @@
-"""The owner's end of a server's watchdog (the watchdog itself is ``_watchdog.py``).
+"""The owner's end of a server's watchdog (the watchdog itself is ``watchdog.py``).
 
 A :class:`Watchdog` is armed before anything it guards exists and holds the only
 write end of the watchdog's pipe. A forked child gets a copy of that write end;
@@ -18,15 +18,15 @@ import threading
 import weakref
 from pathlib import Path
 
-from ._process import wait_exit
+from .spawn import wait_exit
 
-_SCRIPT = str(Path(__file__).with_name("_watchdog.py"))
+_SCRIPT = str(Path(__file__).with_name("watchdog.py"))
 
 _armed: weakref.WeakSet[Watchdog] = weakref.WeakSet()
 
 
 class Watchdog:
-    """A running ``_watchdog.py`` for the etcd named ``name``, removing ``paths`` if we die."""
+    """A running ``watchdog.py`` for the etcd named ``name``, removing ``paths`` if we die."""
 
     def __init__(self, process: subprocess.Popen[bytes], write_end: int) -> None:
         self._process: subprocess.Popen[bytes] | None = process

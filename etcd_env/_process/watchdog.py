@@ -1,6 +1,6 @@
 """Cleans up after an owner that died without stopping its server.
 
-Run as a standalone script (``python -I -S _watchdog.py FD NAME PATH...``,
+Run as a standalone script (``python -I -S watchdog.py FD NAME PATH...``,
 standard library only, so it starts in milliseconds and does not need etcd_env
 importable). The owner arms it *before* the server's record or etcd exist, so
 there is no instant in a start when the owner can die unguarded. It blocks
