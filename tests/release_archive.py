@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from etcd_env._binary import probe as _probe
 from etcd_env._binary import resolve as _binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def build_debian_archive(mirror: Path) -> tuple[str, Path]:
     """
     if not DEBIAN_ETCD.is_file():
         pytest.skip(f"no etcd 3.4 to pack: {DEBIAN_ETCD} is absent (apt-get install etcd-server adds it)")
-    version = _binary.probe_version(DEBIAN_ETCD)
+    version = _probe.probe_version(DEBIAN_ETCD)
     if not version.startswith("3.4."):
         pytest.skip(f"{DEBIAN_ETCD} is etcd {version}, not a 3.4 to pack")
     top = f"etcd-v{version}-linux-amd64"

@@ -14,6 +14,7 @@ import pytest
 
 import etcd_env
 from etcd_env import EtcdNotFoundError, EtcdServer, EtcdVersionError, EtcdVersionWarning, resolve_binary
+from etcd_env._binary import probe as _probe
 from etcd_env._binary import resolve as _binary
 
 from .conftest import assert_gone, child_env, server_dirs, write_script
@@ -132,9 +133,9 @@ def test_garbage_version_output(tmp_path: Path, state_dir: Path) -> None:
 def test_version_probe_is_cached_per_path_size_and_mtime(tmp_path: Path, state_dir: Path) -> None:
     calls = tmp_path / "calls"
     fake = write_script(tmp_path / "etcd", f'echo x >> "{calls}"\necho "etcd Version: 3.5.9"\n')
-    _binary._memory_cache.clear()
+    _probe._memory_cache.clear()
     assert resolve_binary(fake).version == "3.5.9"
-    _binary._memory_cache.clear()  # the on-disk cache alone must answer now
+    _probe._memory_cache.clear()  # the on-disk cache alone must answer now
     assert resolve_binary(fake).version == "3.5.9"
     assert calls.read_text().count("x") == 1
     fake.write_text(fake.read_text().replace("3.5.9", "3.5.10"))
@@ -311,7 +312,7 @@ def test_version_cache_write_failure_never_fails_a_start(
     else:
         (state_dir / "cache" / "versions.json").mkdir(mode=0o700, parents=True)
         (state_dir / "cache").chmod(0o700)
-    _binary._memory_cache.clear()
+    _probe._memory_cache.clear()
     server = EtcdServer(binary=etcd)
     server.start(timeout=30)
     server.stop()

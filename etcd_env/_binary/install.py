@@ -38,7 +38,7 @@ from .pin import (
     sums_url,
     this_platform,
 )
-from .resolve import probe_version
+from .probe import probe_version
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def _install_locked(
             scratch_dir = _cache.partial_path(root, version, directory=True)
             unpack(scratch_file, scratch_dir, top=f"etcd-v{version}-{platform_name}")
             try:
-                reported = probe_version(scratch_dir / "etcd")  # within _binary.PROBE_TIMEOUT
+                reported = probe_version(scratch_dir / "etcd")  # within probe.PROBE_TIMEOUT
             except EtcdVersionError as error:
                 raise EtcdInstallError(f"the etcd unpacked from {url} does not run here: {error}") from error
             if reported != version.split("-", maxsplit=1)[0]:

