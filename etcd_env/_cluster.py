@@ -30,8 +30,8 @@ from ._common.errors import ClusterUnavailableError, EtcdStartError, EtcdStartTi
 from ._common.paths import servers_dir
 from ._process.command import CLUSTER_TIMERS, MemberCommand, check_extra_args
 from ._process.http import connect, url_host
-from ._process.lifecycle import StartStopContext, finish_despite_interrupts
-from ._process.member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
+from ._process.lifecycle import StartStopContext, finish_despite_interrupts, one_start_at_a_time
+from ._process.member import MemberProcess, check_local_host, retry_on_clash
 from ._process.ports import PortReservation, reserve_port
 from ._process.readiness import HttpHealthCheck
 from ._process.registry import ServerRecord, reap
@@ -116,13 +116,8 @@ class EtcdCluster(StartStopContext):
         """
         # A deadline of nan or inf would fail deep inside (ValueError, OverflowError) with no word of the argument.
         usable_timeout(timeout, shown=f"start(timeout={timeout!r})")
-        if not self._lifecycle.acquire(blocking=False):
-            raise RuntimeError("this EtcdCluster is being started or stopped by another thread; start() it once")
-        try:
-            with too_many_open_files():
-                self._start(timeout, num_retries, stderr)
-        finally:
-            self._lifecycle.release()
+        with one_start_at_a_time(self._lifecycle, self):
+            self._start(timeout, num_retries, stderr)
 
     def _start(self, timeout: float, num_retries: int, stderr: StdStream) -> None:
         if self._members:

@@ -17,8 +17,8 @@ from ._client import client_environment, python_etcd_client
 from ._common.paths import servers_dir, writable_dir
 from ._process.command import SINGLE_MEMBER_TIMERS, MemberCommand, check_extra_args
 from ._process.http import url_host
-from ._process.lifecycle import StartStopContext, finish_despite_interrupts
-from ._process.member import MemberProcess, check_local_host, retry_on_clash, too_many_open_files
+from ._process.lifecycle import StartStopContext, finish_despite_interrupts, one_start_at_a_time
+from ._process.member import MemberProcess, check_local_host, retry_on_clash
 from ._process.ports import PortReservation, listen_addresses, reserve_port, reserve_specific_port
 from ._process.readiness import HttpHealthCheck
 from ._process.registry import CreatedDir, ServerRecord, reap
@@ -99,13 +99,8 @@ class EtcdServer(StartStopContext):
         """
         # A deadline of nan or inf would fail deep inside (ValueError, OverflowError) with no word of the argument.
         usable_timeout(timeout, shown=f"start(timeout={timeout!r})")
-        if not self._lifecycle.acquire(blocking=False):
-            raise RuntimeError("this EtcdServer is being started or stopped by another thread; start() it once")
-        try:
-            with too_many_open_files():
-                self._start(timeout, num_retries, stderr)
-        finally:
-            self._lifecycle.release()
+        with one_start_at_a_time(self._lifecycle, self):
+            self._start(timeout, num_retries, stderr)
 
     def stop(self) -> None:
         """Stop etcd, release its ports, remove what etcd_env created. Safe to call twice.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TypeVar
+
+from .member import too_many_open_files
 
 _Managed = TypeVar("_Managed", bound="StartStopContext")
 
@@ -49,3 +53,21 @@ def finish_despite_interrupts(cleanup: Callable[[], None]) -> None:
         break
     if interrupted is not None:
         raise interrupted
+
+
+@contextlib.contextmanager
+def one_start_at_a_time(lifecycle: threading.Lock, owner: StartStopContext) -> Iterator[None]:
+    """Hold ``owner``'s ``lifecycle`` lock for a whole ``start()``, or refuse at once.
+
+    A second thread's start would race the first for the same members, so it is an error, not
+    a wait. Running out of file descriptors anywhere inside becomes one error saying so.
+    """
+    if not lifecycle.acquire(blocking=False):
+        raise RuntimeError(
+            f"this {type(owner).__name__} is being started or stopped by another thread; start() it once"
+        )
+    try:
+        with too_many_open_files():
+            yield
+    finally:
+        lifecycle.release()
