@@ -19,6 +19,7 @@ import pytest
 from etcd_env import EtcdCluster, EtcdServer
 from etcd_env._paths import state_root
 from etcd_env._process import pid_alive
+from etcd_env._registry import find_leftovers, live_servers
 
 from .conftest import PLUGIN_ARGS, child_env, server_dirs, wait_until, write_script
 
@@ -305,6 +306,33 @@ def test_the_state_dir_follows_tmpdir_and_reap_looks_there(tmp_path: Path) -> No
     assert cli("run", "--", "true", env=env).returncode == 0
     assert (tmp_path / f"etcd-env-{os.getuid()}" / "ports").is_dir()
     assert cli("reap", "--check", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("verb", [("reap", "--dry-run"), ("status",), ("status", "--json"), ("env",)])
+def test_looking_at_the_state_dir_creates_nothing(verb: tuple[str, ...], tmp_path: Path) -> None:
+    # A verb that only looks must not leave a state dir behind where it found none.
+    state = tmp_path / "state"
+    done = cli(*verb, env=child_env({"ETCD_ENV_STATE_DIR": str(state)}))
+    assert done.returncode == (1 if verb == ("env",) else 0), done.stderr
+    assert not state.exists(), sorted(str(path) for path in state.rglob("*"))
+
+
+def test_looking_for_servers_creates_no_servers_dir(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    assert find_leftovers() == [] and live_servers() == []
+    assert list(state_dir.iterdir()) == []
+    state_dir.rmdir()
+    assert find_leftovers() == [] and live_servers() == []
+    assert not state_dir.exists()
+
+
+def test_the_plugins_leftover_summary_creates_no_servers_dir(pytester: pytest.Pytester, state_dir: Path) -> None:
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *PLUGIN_ARGS, timeout=180)
+    result.assert_outcomes(passed=1)
+    # The header's version probe may fill the version cache (a cache: what the fixtures would read);
+    # looking for leftovers adds nothing.
+    assert not (state_dir / "servers").exists()
 
 
 def test_a_tilde_in_the_state_dir_is_expanded(tmp_path: Path) -> None:
