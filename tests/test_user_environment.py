@@ -21,7 +21,7 @@ from etcd_env._paths import state_root
 from etcd_env._process import pid_alive
 from etcd_env._registry import find_leftovers, live_servers
 
-from .conftest import PLUGIN_ARGS, child_env, server_dirs, wait_until, write_script
+from .conftest import PLUGIN_ARGS, REPO, child_env, server_dirs, wait_until, write_script
 
 SETPRIV = shutil.which("setpriv")
 SETSID = shutil.which("setsid")
@@ -333,6 +333,39 @@ def test_the_plugins_leftover_summary_creates_no_servers_dir(pytester: pytest.Py
     # The header's version probe may fill the version cache (a cache: what the fixtures would read);
     # looking for leftovers adds nothing.
     assert not (state_dir / "servers").exists()
+
+
+def test_the_suite_writes_nothing_into_the_callers_state_or_cache_dirs(tmp_path: Path) -> None:
+    # This suite, run by a caller with dirs of their own: its session, header, summary and
+    # xdist worker keep to the session's private dirs (the caller's may hold real servers).
+    caller = tmp_path / "caller"
+    theirs = {
+        "ETCD_ENV_STATE_DIR": caller / "state",
+        "ETCD_ENV_CACHE_DIR": caller / "cache",
+        "XDG_CACHE_HOME": caller / "xdg",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "1",
+            "-q",
+            "tests/test_server.py::test_listens_on_loopback_only",
+        ],
+        cwd=REPO,
+        env=child_env({name: str(path) for name, path in theirs.items()}),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
+    assert not caller.exists(), sorted(str(path) for path in caller.rglob("*"))
 
 
 def test_a_tilde_in_the_state_dir_is_expanded(tmp_path: Path) -> None:
