@@ -29,7 +29,7 @@ from ._client import client_environment
 from ._cluster import EtcdCluster
 from ._common.errors import EtcdStartError
 from ._common.locks import kernel_lock
-from ._common.paths import private_dir, state_root, write_atomically
+from ._common.paths import existing_sub, private_dir, state_root, write_atomically
 from ._process.spawn import command_line, log_tail, pid_alive, wait_gone
 from ._process.tls import ClientTls
 from ._pychild import module_command
@@ -80,7 +80,10 @@ def _supervisor_alive(pid: int) -> bool:
 
 def read_state(directory: Path | None = None) -> ShellState | None:
     """The running detached server, or None; a record whose supervisor died is removed."""
-    path = (directory or shell_dir()) / STATE_FILE
+    parent = directory or existing_sub("shell")
+    if parent is None:
+        return None  # `status` and `env` only look: no state dir is made for that
+    path = parent / STATE_FILE
     try:
         raw: dict[str, Any] = json.loads(path.read_text())
         state = ShellState(**raw)

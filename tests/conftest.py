@@ -5,9 +5,11 @@ The suite is hermetic: whatever ``ETCD_ENV_*``, ``TORCHELASTIC_*``, ``ETCDCTL_*`
 session start the conftest decides *the etcd under test* (the caller's
 ``ETCD_ENV_BINARY`` or ``TORCHELASTIC_ETCD_BINARY_PATH``, else etcd_env's own
 resolution), verifies it against ``ETCD_ENV_EXPECT_VERSION`` when the caller set it,
-and prints it in the report header. Each test then starts from an environment with
-none of those variables except ``ETCD_ENV_BINARY`` (naming the etcd under test) and
-private state and cache dirs; a test about resolution deletes what it does not mean.
+and prints it in the report header. From then on the session (the plugin's header and
+leftover summary, xdist workers) and each test run in an environment with none of those
+variables except ``ETCD_ENV_BINARY`` (naming the etcd under test) and the session's private
+state and cache dirs, so the suite writes nothing into the caller's; a test about resolution
+deletes what it does not mean.
 """
 
 from __future__ import annotations
@@ -84,15 +86,27 @@ class Suite:
 _WORKER_KEY = "etcd_env_suite"
 _suite_key = pytest.StashKey[Suite]()
 _owner_key = pytest.StashKey[bool]()
+_session_env_key = pytest.StashKey[pytest.MonkeyPatch]()
 
 
 def _etcd_under_test() -> Suite:
-    caller = dict(os.environ)
+    session_dir = tempfile.mkdtemp(prefix="etcd-env-suite-")
+    try:
+        return _decide(dict(os.environ), session_dir)
+    except BaseException:
+        shutil.rmtree(session_dir, ignore_errors=True)
+        raise
+
+
+def _decide(caller: dict[str, str], session_dir: str) -> Suite:
     expected = caller.get(EXPECT_VERSION_VAR) or None
     try:
-        # The caller's own environment: their ETCD_ENV_BINARY / TORCHELASTIC_ETCD_BINARY_PATH
-        # if set, else etcd_env's default resolution, exactly as a user of the package gets it.
-        binary = resolve_binary(environ=caller)
+        with pytest.MonkeyPatch.context() as probing:
+            # The version probe's cache goes to the session's state dir: the caller's is not ours to write.
+            probing.setenv("ETCD_ENV_STATE_DIR", str(Path(session_dir) / "state"))
+            # The caller's own environment: their ETCD_ENV_BINARY / TORCHELASTIC_ETCD_BINARY_PATH
+            # if set, else etcd_env's default resolution, exactly as a user of the package gets it.
+            binary = resolve_binary(environ=caller)
     except (EtcdNotFoundError, EtcdVersionError) as error:
         raise pytest.UsageError(f"etcd_env's suite needs a real etcd and found none usable:\n{error}") from None
     if expected and not version_matches(binary.version, expected):
@@ -107,17 +121,32 @@ def _etcd_under_test() -> Suite:
             f"pinned {PINNED_SERIES} line. To run the suite on it on purpose, set "
             f"{EXPECT_VERSION_VAR}={binary.version}; otherwise point {BINARY_VAR} at etcd {PINNED_SERIES}."
         )
-    session_dir = tempfile.mkdtemp(prefix="etcd-env-suite-")
     return Suite(binary.path, binary.version, binary.source, expected, session_dir)
 
 
+def _isolate(monkeypatch: pytest.MonkeyPatch, suite: Suite) -> None:
+    for name in list(os.environ):
+        if name.startswith(ISOLATED_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ETCD_ENV_STATE_DIR", suite.state_dir)
+    monkeypatch.setenv("ETCD_ENV_CACHE_DIR", suite.cache_dir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(Path(suite.cache_dir) / "xdg"))
+    monkeypatch.setenv(BINARY_VAR, suite.path)
+    if suite.expected:
+        monkeypatch.setenv(EXPECT_VERSION_VAR, suite.expected)
+
+
+# First, so every other plugin's configure (and later hooks) already sees the session's environment.
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     handed = getattr(config, "workerinput", {}).get(_WORKER_KEY)
     if handed is not None:
         config.stash[_suite_key] = Suite(**json.loads(handed))
-        return
-    config.stash[_suite_key] = _etcd_under_test()
-    config.stash[_owner_key] = True
+    else:
+        config.stash[_suite_key] = _etcd_under_test()
+        config.stash[_owner_key] = True
+    session_env = config.stash[_session_env_key] = pytest.MonkeyPatch()
+    _isolate(session_env, config.stash[_suite_key])
 
 
 def _left_in_session(suite: Suite) -> list[Path]:
@@ -139,6 +168,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # A leftover is evidence: its dir stays (and the summary names it); an empty session dir goes.
     if config.stash.get(_owner_key, False) and not _left_in_session(config.stash[_suite_key]):
         shutil.rmtree(config.stash[_suite_key].session_dir, ignore_errors=True)
+    if _session_env_key in config.stash:
+        config.stash[_session_env_key].undo()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -166,15 +197,7 @@ def etcd_under_test(pytestconfig: pytest.Config) -> Suite:
 @pytest.fixture(autouse=True)
 def hermetic_environment(etcd_under_test: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts from the same variables, whatever the caller exported."""
-    for name in list(os.environ):
-        if name.startswith(ISOLATED_PREFIXES):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("ETCD_ENV_STATE_DIR", etcd_under_test.state_dir)
-    monkeypatch.setenv("ETCD_ENV_CACHE_DIR", etcd_under_test.cache_dir)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(Path(etcd_under_test.cache_dir) / "xdg"))
-    monkeypatch.setenv(BINARY_VAR, etcd_under_test.path)
-    if etcd_under_test.expected:
-        monkeypatch.setenv(EXPECT_VERSION_VAR, etcd_under_test.expected)
+    _isolate(monkeypatch, etcd_under_test)
 
 
 def child_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import pty
 import random
 import select
 import shutil
@@ -489,14 +488,36 @@ def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
     return seen
 
 
-def _run_counter_on_a_terminal(state_dir: Path) -> tuple[int, int]:
-    """`etcd-env run` of the SIGINT counter in a new session whose controlling terminal is a pty."""
+#: Run in the child before `etcd-env run`: make the pty on fd 0 its controlling terminal, as a login shell's.
+TAKE_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _run_counter_on_a_terminal(state_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`etcd-env run` of the SIGINT counter in a new session whose controlling terminal is a pty.
+
+    Not pty.fork(): a fork that runs Python in the child may deadlock when the parent has threads
+    (xdist's; Python 3.13 warns). start_new_session is the setsid subprocess does before exec, in C;
+    the child then takes the terminal itself before it execs `etcd-env run`.
+    """
     argv = [sys.executable, "-m", "etcd_env", "run", "--", sys.executable, "-c", COUNTER, "SIGINT"]
-    env = _cli_env(state_dir)
-    pid, terminal = pty.fork()
-    if pid == 0:
-        os.execve(sys.executable, argv, env)
-    return pid, terminal
+    terminal, follower = os.openpty()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", TAKE_TERMINAL, *argv],
+            env=_cli_env(state_dir),
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(terminal)
+        raise
+    finally:
+        os.close(follower)
+    return child, terminal
 
 
 def _read_received(terminal: int) -> bytes:
@@ -512,16 +533,18 @@ def _read_received(terminal: int) -> bytes:
 
 
 def test_run_ctrl_c_on_a_terminal_reaches_the_command_once(state_dir: Path) -> None:
-    pid, terminal = _run_counter_on_a_terminal(state_dir)
+    child, terminal = _run_counter_on_a_terminal(state_dir)
     try:
         _read_until(terminal, b"ready", 60)
         os.write(terminal, b"\x03")  # Ctrl-C, as typed: the line discipline signals the foreground group
         output = _read_received(terminal)
-        _, status = os.waitpid(pid, 0)
+        returncode = child.wait(timeout=30)
     finally:
         os.close(terminal)
+        if child.poll() is None:
+            child.kill()
     assert b"received=1" in output, output
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert returncode == 0
     wait_until(lambda: _servers_entries(state_dir) == [], 10, "etcd-env stopped its server")
 
 
@@ -555,21 +578,23 @@ def _process_state(pid: int) -> str:
 
 
 def test_run_ctrl_z_stops_the_command_and_etcd_env_and_fg_resumes_both(state_dir: Path) -> None:
-    pid, terminal = _run_counter_on_a_terminal(state_dir)
+    child, terminal = _run_counter_on_a_terminal(state_dir)
     try:
         _read_until(terminal, b"ready", 60)
         os.write(terminal, b"\x1a")  # Ctrl-Z: the command's group stops; etcd-env must stop too, for the shell
-        wait_until(lambda: _process_state(pid) == "T", 10, "etcd-env stopped once its command stopped")
-        os.kill(pid, signal.SIGCONT)  # the shell's `fg`
-        wait_until(lambda: _process_state(pid) != "T", 10, "etcd-env resumed")
+        wait_until(lambda: _process_state(child.pid) == "T", 10, "etcd-env stopped once its command stopped")
+        os.kill(child.pid, signal.SIGCONT)  # the shell's `fg`
+        wait_until(lambda: _process_state(child.pid) != "T", 10, "etcd-env resumed")
         time.sleep(0.3)
         os.write(terminal, b"\x03")
         output = _read_received(terminal)
-        _, status = os.waitpid(pid, 0)
+        returncode = child.wait(timeout=30)
     finally:
         os.close(terminal)
+        if child.poll() is None:
+            child.kill()
     assert b"received=1" in output, output
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert returncode == 0
 
 
 # -- 4. the setpriv race: an etcd that shows up after its owner died ----------------------------

@@ -18,9 +18,10 @@ import pytest
 
 from etcd_env import EtcdCluster, EtcdServer
 from etcd_env._common.paths import state_root
+from etcd_env._process.registry import find_leftovers, live_servers
 from etcd_env._process.spawn import pid_alive
 
-from .conftest import PLUGIN_ARGS, child_env, server_dirs, wait_until, write_script
+from .conftest import PLUGIN_ARGS, REPO, child_env, server_dirs, wait_until, write_script
 
 SETPRIV = shutil.which("setpriv")
 SETSID = shutil.which("setsid")
@@ -305,6 +306,66 @@ def test_the_state_dir_follows_tmpdir_and_reap_looks_there(tmp_path: Path) -> No
     assert cli("run", "--", "true", env=env).returncode == 0
     assert (tmp_path / f"etcd-env-{os.getuid()}" / "ports").is_dir()
     assert cli("reap", "--check", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("verb", [("reap", "--dry-run"), ("status",), ("status", "--json"), ("env",)])
+def test_looking_at_the_state_dir_creates_nothing(verb: tuple[str, ...], tmp_path: Path) -> None:
+    # A verb that only looks must not leave a state dir behind where it found none.
+    state = tmp_path / "state"
+    done = cli(*verb, env=child_env({"ETCD_ENV_STATE_DIR": str(state)}))
+    assert done.returncode == (1 if verb == ("env",) else 0), done.stderr
+    assert not state.exists(), sorted(str(path) for path in state.rglob("*"))
+
+
+def test_looking_for_servers_creates_no_servers_dir(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    assert find_leftovers() == [] and live_servers() == []
+    assert list(state_dir.iterdir()) == []
+    state_dir.rmdir()
+    assert find_leftovers() == [] and live_servers() == []
+    assert not state_dir.exists()
+
+
+def test_the_plugins_leftover_summary_creates_no_servers_dir(pytester: pytest.Pytester, state_dir: Path) -> None:
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *PLUGIN_ARGS, timeout=180)
+    result.assert_outcomes(passed=1)
+    # The header's version probe may fill the version cache (a cache: what the fixtures would read);
+    # looking for leftovers adds nothing.
+    assert not (state_dir / "servers").exists()
+
+
+def test_the_suite_writes_nothing_into_the_callers_state_or_cache_dirs(tmp_path: Path) -> None:
+    # This suite, run by a caller with dirs of their own: its session, header, summary and
+    # xdist worker keep to the session's private dirs (the caller's may hold real servers).
+    caller = tmp_path / "caller"
+    theirs = {
+        "ETCD_ENV_STATE_DIR": caller / "state",
+        "ETCD_ENV_CACHE_DIR": caller / "cache",
+        "XDG_CACHE_HOME": caller / "xdg",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "1",
+            "-q",
+            "tests/test_server.py::test_listens_on_loopback_only",
+        ],
+        cwd=REPO,
+        env=child_env({name: str(path) for name, path in theirs.items()}),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
+    assert not caller.exists(), sorted(str(path) for path in caller.rglob("*"))
 
 
 def test_a_tilde_in_the_state_dir_is_expanded(tmp_path: Path) -> None:

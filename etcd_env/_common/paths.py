@@ -59,17 +59,21 @@ def _made_absolute(raw: str) -> Path:
     return decided
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(path: Path, *, create: bool = True) -> Path:
     """Create ``path`` (and parents) as 0700, or check that it already is private and ours.
 
     ``path`` itself must be a real directory, not a symbolic link: see the module docstring.
+    With ``create=False`` a missing ``path`` raises :class:`FileNotFoundError` instead.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)  # the caller's own path: links there are theirs
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=0o700)  # at a planted link mkdir fails (EEXIST); it never follows one
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the caller's own path: links there are theirs
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=0o700)  # at a planted link mkdir fails (EEXIST); it never follows one
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
+        if not create and error.errno == errno.ENOENT:
+            raise
         if error.errno == errno.ELOOP or path.is_symlink():
             raise StateDirError(
                 f"{path} is a symbolic link, and etcd_env never follows one to its private directories "
@@ -115,6 +119,18 @@ def _check_private(path: Path, fd: int) -> None:
 def _sub(name: str, root: Path | None) -> Path:
     # The root first: mkdir(parents=True) would give it the umask's mode, not 0700.
     return private_dir(private_dir(root or state_root()) / name)
+
+
+def existing_sub(name: str, root: Path | None = None) -> Path | None:
+    """The private ``name`` dir as :func:`_sub` checks it, or None where it does not exist yet.
+
+    For looking (``reap --dry-run``, ``status``, the plugin's leftover summary): a look at a
+    state dir that was never used must leave none behind.
+    """
+    try:
+        return private_dir(private_dir(root or state_root(), create=False) / name, create=False)
+    except FileNotFoundError:
+        return None
 
 
 def ports_dir(root: Path | None = None) -> Path:

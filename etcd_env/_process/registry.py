@@ -29,7 +29,7 @@ from filelock import Timeout, UnixFileLock
 
 from .._common.errors import NameClashError
 from .._common.locks import held_fd, kernel_lock
-from .._common.paths import private_dir, servers_dir, write_atomically
+from .._common.paths import existing_sub, private_dir, servers_dir, write_atomically
 from .guard import Watchdog
 from .spawn import command_line, pid_alive, processes_named, wait_gone
 
@@ -234,7 +234,10 @@ def _names(directory: Path) -> set[str]:
 
 def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> list[Leftover]:
     """Servers whose owner died without stopping them: a directory, a lock file or both. Nothing is changed."""
-    parent = (directory or servers_dir()).absolute()
+    looked_in = directory or existing_sub("servers")
+    if looked_in is None:
+        return []
+    parent = looked_in.absolute()
     found: list[Leftover] = []
     now = time.time()
     for name in sorted(_names(parent)):
@@ -267,7 +270,10 @@ def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> li
 
 def reap(directory: Path | None = None) -> list[Leftover]:
     """Stop and remove every server whose owner is gone; return what was reclaimed."""
-    parent = (directory or servers_dir()).absolute()
+    looked_in = directory or existing_sub("servers")
+    if looked_in is None:
+        return []
+    parent = looked_in.absolute()
     reclaimed: list[Leftover] = []
     for leftover in find_leftovers(parent):
         lock = kernel_lock(parent / f"{leftover.name}.lock")
@@ -293,7 +299,9 @@ def reap(directory: Path | None = None) -> list[Leftover]:
 
 def live_servers(directory: Path | None = None) -> list[dict[str, Any]]:
     """The info of every server whose owner is alive (for ``etcd-env status``)."""
-    parent = directory or servers_dir()
+    parent = directory or existing_sub("servers")
+    if parent is None:
+        return []
     alive: list[dict[str, Any]] = []
     for name in sorted(_names(parent)):
         root = parent / name
