@@ -12,9 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tarfile
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,6 +108,9 @@ def unpack(archive: Path, into: Path, top: str) -> list[str]:
     Only those names are read, each streamed into a fresh file: no path from the archive
     is ever used as a path here, so a crafted archive cannot write elsewhere.
     """
+    import tarfile  # noqa: PLC0415 - only an install unpacks: kept out of `import etcd_env`
+    import zipfile  # noqa: PLC0415 - the same
+
     wanted = {f"{top}/{name}": name for name in _cache.BINARIES}
     found: list[str] = []
     if zipfile.is_zipfile(archive):
