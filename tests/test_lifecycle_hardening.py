@@ -350,14 +350,18 @@ def test_a_name_whose_lock_another_process_holds_is_retried_under_a_fresh_name(
 # -- 9. a wrapper that daemonizes etcd; no file descriptors left --------------------------------
 
 
-def test_a_wrapper_that_daemonizes_etcd_leaves_no_etcd_after_the_failed_start(tmp_path: Path, state_dir: Path) -> None:
+@pytest.mark.parametrize("linger", ["sleep 2\n", ""], ids=["exits-after-etcd-answers", "exits-at-once"])
+def test_a_wrapper_that_daemonizes_etcd_leaves_no_etcd_after_the_failed_start(
+    tmp_path: Path, state_dir: Path, linger: str
+) -> None:
     real = os.environ["ETCD_ENV_BINARY"]
     if shutil.which("setsid") is None:
         pytest.skip("no setsid (util-linux) on PATH to daemonize etcd with")
     # The daemon is in a session of its own before the wrapper exits: out of reach of our group.
+    # It answers either while the wrapper still runs (`linger`) or only after it has exited.
     wrapper = write_script(
         tmp_path / "daemonizing-etcd",
-        f'case "$1" in --version) exec {real} "$@" ;; esac\nsetsid {real} "$@" > /dev/null 2>&1 &\nsleep 0.3\nexit 0\n',
+        f'case "$1" in --version) exec {real} "$@" ;; esac\nsetsid {real} "$@" > /dev/null 2>&1 &\n{linger}exit 0\n',
     )
     data_dir = tmp_path / "data"  # the user's, so that nothing we remove stops the daemon for us
     data_dir.mkdir()

@@ -112,17 +112,28 @@ class MemberProcess:
             if processes_named(self.command.name):
                 # What answered carries our unique --name: the binary started etcd out of our
                 # process group (`setsid etcd "$@" &`) and left. Not a clash: never retried.
-                raise EtcdStartError(
-                    f"{self.command.binary.path} exited (code {self.process.returncode}) and left etcd running in "
-                    "the background, out of reach of etcd_env's process group and death signal. Pass a binary "
-                    'that stays in the foreground (a wrapper script should end with `exec etcd "$@"`).',
-                    returncode=self.process.returncode,
-                ) from None
+                raise self._left_in_background() from None
             raise EtcdStartError(
                 f"etcd exited with code {self.process.returncode} while another program answered on its port",
                 returncode=self.process.returncode,
                 log_tail=self.log_tail(),
             ) from None
+        except EtcdStartError:
+            # The same wrapper, when it exits before its daemon answers (`setsid etcd "$@" &` and
+            # nothing after it, or a loaded machine): our child is gone, yet something still
+            # carries our unique --name. Before, this said only "exited with code 0".
+            if self.process.poll() is not None and processes_named(self.command.name):
+                raise self._left_in_background() from None
+            raise
+
+    def _left_in_background(self) -> EtcdStartError:
+        assert self.process is not None  # only after launch()
+        return EtcdStartError(
+            f"{self.command.binary.path} exited (code {self.process.returncode}) and left etcd running in "
+            "the background, out of reach of etcd_env's process group and death signal. Pass a binary "
+            'that stays in the foreground (a wrapper script should end with `exec etcd "$@"`).',
+            returncode=self.process.returncode,
+        )
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
