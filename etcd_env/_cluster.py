@@ -10,12 +10,15 @@ stopping, killing, pausing and restarting one member while the others run.
 from __future__ import annotations
 
 import atexit
+import http.client
 import logging
 import os
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,8 +42,6 @@ from ._server import new_member_name
 from ._values import usable_timeout
 
 if TYPE_CHECKING:
-    import ssl
-
     import etcd
 
 logger = logging.getLogger("etcd_env")
@@ -435,8 +436,6 @@ class EtcdCluster(StartStopContext):
             self._release_ports()
 
     def _wait_all_ready(self, deadline: float) -> None:
-        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # noqa: PLC0415 - kept out of import
-
         with ThreadPoolExecutor(max_workers=self._size, thread_name_prefix="etcd-env-ready") as pool:
             futures = {pool.submit(self._wait_member, index, deadline): index for index in range(self._size)}
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -487,8 +486,6 @@ def _named(error: EtcdStartError, index: int, name: str) -> EtcdStartError:
 
 def _wait_peer_served(member: MemberProcess, context: ssl.SSLContext | None, deadline: float) -> None:
     """Return once ``member`` answers HTTP on its peer port, or once it exited (the readiness wait says why)."""
-    import http.client  # noqa: PLC0415 - kept out of `import etcd_env`, as in _process.http
-
     while member.running and time.monotonic() < deadline:
         remaining = max(0.01, deadline - time.monotonic())
         connection = connect(member.command.peer_url, timeout=remaining, ssl_context=context)

@@ -20,22 +20,19 @@ sends every delete.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import ssl
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from ._process.http import connect
 
-if TYPE_CHECKING:
-    import http.client
-    import ssl
-
 #: The whole v3 key space: "\0" as key and range end means "all keys".
 _ALL_KEYS = {"key": base64.b64encode(b"\0").decode(), "range_end": base64.b64encode(b"\0").decode()}
-#: A kept-alive connection the server closed while idle shows up as one of these on reuse
-#: (http.client.RemoteDisconnected, its usual form, is a ConnectionResetError).
-_STALE_CONNECTION = (BrokenPipeError, ConnectionResetError)
+#: A kept-alive connection the server closed while idle shows up as one of these on reuse.
+_STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 def _prefix_range(prefix: str) -> dict[str, str]:

@@ -21,7 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from filelock import UnixFileLock
 
 from ._client import client_environment
 from ._cluster import EtcdCluster
@@ -32,9 +34,6 @@ from ._process.spawn import command_line, log_tail, pid_alive, wait_gone
 from ._process.tls import ClientTls
 from ._pychild import module_command
 from ._server import EtcdServer
-
-if TYPE_CHECKING:
-    from filelock import UnixFileLock
 
 STATE_FILE = "shell.json"
 SERVE_VERB = "_serve"

@@ -32,6 +32,7 @@ wrote nothing costs two local reads. See ``benchmarks/isolation.py`` for the fig
 
 from __future__ import annotations
 
+import http.client
 import re
 import uuid
 from collections.abc import Iterator
@@ -315,8 +316,6 @@ def etcd_namespace_factory(server_fixture: str) -> Any:
         yield namespace
         if not getattr(server, "running", True):
             return  # the test stopped the server on purpose: nothing is left to delete
-        import http.client  # noqa: PLC0415 - kept out of loading the plugin (every pytest session)
-
         try:
             namespace.cleanup()
         except (OSError, http.client.HTTPException) as error:

@@ -1,10 +1,13 @@
-"""Loading etcd_env stays light: every pytest session of anyone who has it installed loads the plugin.
+"""Loading etcd_env stays light, and what a start needs is loaded before any start.
 
 etcd-env's ``pytest11`` entry point makes pytest import ``etcd_env.pytest_plugin`` (and with it
-``etcd_env``) in every session, whether or not a test uses etcd. What downloads, unpacks, locks,
-speaks HTTP or TLS, or spawns is imported where it is used, not at import time. Whether it is
-loaded is checked here, without timing anything: ``benchmarks/plugin_import.py`` measures what
-it costs.
+``etcd_env``) in every session, whether or not a test uses etcd. What only an install or a
+client needs (unpacking, downloading, python-etcd, TLS certificates) is imported where it is
+used. What ``start()`` and ``stop()`` need is imported with the package: a Ctrl-C that lands
+inside an import leaves a half-imported package behind, and every later start in a process
+that survives the interrupt fails (nixpkgs' sandbox caught it: filelock's ``import asyncio``
+cut short, then ``NameError: name 'coroutines' is not defined``). Checked here without timing
+anything; ``benchmarks/plugin_import.py`` measures what loading costs.
 """
 
 from __future__ import annotations
@@ -16,22 +19,19 @@ from pathlib import Path
 
 from .conftest import child_env
 
-#: Modules only the work itself needs (an install, a lock, a request, a spawn, a cluster, a client, TLS).
+#: Modules only an install or a client needs: never loaded by importing etcd_env.
 HEAVY = (
     "tarfile",
     "zipfile",
-    "http.client",
     "urllib.request",
-    "ssl",
-    "email.parser",
-    "filelock",
-    "ctypes",
-    "concurrent.futures",
     "etcd",
     "urllib3",
     "trustme",
     "cryptography",
 )
+#: Packages a start or stop imports (locks, spawning, readiness, status, TLS contexts): loaded
+#: with etcd_env, so that no interrupt inside start() can land in their import.
+START_PATH = ("filelock", "http.client", "ssl", "ctypes", "concurrent.futures")
 
 
 def _loaded(code: str) -> list[str]:
@@ -50,6 +50,11 @@ def test_import_etcd_env_loads_none_of_the_heavy_modules() -> None:
     loaded = _loaded("import etcd_env")
     assert "etcd_env._binary.install" in loaded and "etcd_env._cluster" in loaded  # the whole API is imported
     assert [name for name in HEAVY if name in loaded] == []
+
+
+def test_what_a_start_imports_is_loaded_before_any_start() -> None:
+    loaded = _loaded("import etcd_env")
+    assert [name for name in START_PATH if name not in loaded] == []
 
 
 def test_importing_the_plugin_after_pytest_adds_none_of_them() -> None:

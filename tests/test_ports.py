@@ -12,7 +12,7 @@ import pytest
 from filelock import UnixFileLock
 
 from etcd_env import PortBusyError, reserve_port, reserve_specific_port
-from etcd_env._common.locks import kernel_lock
+from etcd_env._common.locks import LOCK_OPTIONS, kernel_lock
 from etcd_env._process.ports import candidate_ports, ephemeral_range, port_is_reserved
 
 from .conftest import run_python, wait_until
@@ -34,6 +34,7 @@ def test_lock_dir_is_private(state_dir: Path) -> None:
 
 def test_soft_lock_fallback_is_refused(tmp_path: Path) -> None:
     if "fallback_to_soft" in inspect.signature(UnixFileLock.__init__).parameters:
+        assert LOCK_OPTIONS["fallback_to_soft"] is False
         assert kernel_lock(tmp_path / "x.lock").fallback_to_soft is False
 
 

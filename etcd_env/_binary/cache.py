@@ -22,16 +22,15 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from filelock import UnixFileLock
 
 from .._common.environ import CACHE_DIR_VAR
 from .._common.errors import CacheUnusableError, EtcdInstallError, StateDirError
 from .._common.locks import kernel_lock
 from .._common.paths import private_dir
 from .pin import is_version
-
-if TYPE_CHECKING:
-    from filelock import UnixFileLock
 
 INFO_FILE = "install.json"
 PARTIAL_PREFIX = ".partial-"

@@ -23,65 +23,41 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import inspect
 import os
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from filelock import UnixFileLock
+import filelock
+from filelock import UnixFileLock
+
+#: Released from whichever thread stops a server (atexit, a fixture's teardown).
+LOCK_OPTIONS: dict[str, object] = {"thread_local": False}
+if "fallback_to_soft" in inspect.signature(UnixFileLock.__init__).parameters:
+    LOCK_OPTIONS["fallback_to_soft"] = False
 
 _locks: weakref.WeakSet[UnixFileLock] = weakref.WeakSet()
 
 
-@functools.cache
-def _filelock() -> tuple[type[UnixFileLock], dict[str, Any]]:
-    """filelock's lock class as used here and the options every lock gets, decided on first use.
+class _FileKeepingLock(UnixFileLock):
+    """filelock 3.x's UnixFileLock, released without unlinking its file (see the module's docstring)."""
 
-    Imported here, not at the top: ``import etcd_env`` (which every pytest session with the
-    plugin installed does) must not load filelock until a lock is taken.
-    """
-    import filelock  # noqa: PLC0415 - kept out of `import etcd_env` until a lock is taken
+    def _release(self) -> None:
+        context = vars(self)["_context"]
+        fd = context.lock_file_fd
+        context.lock_file_fd = None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
-    # Released from whichever thread stops a server (atexit, a fixture's teardown).
-    options: dict[str, Any] = {"thread_local": False}
-    if "fallback_to_soft" in inspect.signature(filelock.UnixFileLock.__init__).parameters:
-        options["fallback_to_soft"] = False
-    if filelock.__version__.split(".")[0] != "3":
-        return filelock.UnixFileLock, options
 
-    class FileKeepingLock(filelock.UnixFileLock):
-        """filelock 3.x's UnixFileLock, released without unlinking its file (see the module's docstring)."""
-
-        def _release(self) -> None:
-            context = vars(self)["_context"]
-            fd = context.lock_file_fd
-            context.lock_file_fd = None
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    return FileKeepingLock, options
+_LOCK_CLASS = _FileKeepingLock if filelock.__version__.split(".")[0] == "3" else UnixFileLock
 
 
 def kernel_lock(path: Path, *, timeout: float = 0) -> UnixFileLock:
     """A flock on ``path``; ``timeout=0`` makes acquire() fail at once when another process holds it."""
-    lock_class, options = _filelock()
-    lock = lock_class(str(path), timeout=timeout, **options)
+    lock = _LOCK_CLASS(str(path), timeout=timeout, **LOCK_OPTIONS)  # type: ignore[arg-type]
     _locks.add(lock)
     return lock
-
-
-def try_acquire(lock: UnixFileLock, timeout: float | None = None) -> bool:
-    """Take ``lock`` within ``timeout`` (None: the lock's own); False when another process holds it."""
-    from filelock import Timeout  # noqa: PLC0415 - loaded already: the lock is filelock's
-
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout:
-        return False
-    return True
 
 
 def held_fd(lock: UnixFileLock) -> int | None:

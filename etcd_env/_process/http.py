@@ -1,19 +1,14 @@
 """One HTTP(S) connection to an etcd URL, for the small requests etcd_env makes itself.
 
 ``http.client`` rather than urllib3/python-etcd: it imports in a few milliseconds
-and lets each probe set its own timeout, which the start path needs. It (with ssl) is
-imported by :func:`connect`, on the first request: ``import etcd_env``, which every pytest
-session with the plugin installed does, must not pay for it.
+and lets each probe set its own timeout, which the start path needs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import http.client
+import ssl
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    import http.client
-    import ssl
 
 
 def url_host(address: str) -> str:
@@ -23,8 +18,6 @@ def url_host(address: str) -> str:
 
 def connect(url: str, *, timeout: float, ssl_context: ssl.SSLContext | None = None) -> http.client.HTTPConnection:
     """An unopened connection to ``url``'s host and port (https when the URL says so)."""
-    import http.client  # noqa: PLC0415 - kept out of `import etcd_env` (the module's docstring)
-
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 2379
     if parts.scheme == "https":

@@ -20,15 +20,13 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+
+from filelock import Timeout, UnixFileLock
 
 from .._common.environ import PORT_RANGE_VAR
 from .._common.errors import PortBusyError, PortExhaustedError, SettingError
-from .._common.locks import kernel_lock, try_acquire
+from .._common.locks import kernel_lock
 from .._common.paths import ports_dir
-
-if TYPE_CHECKING:
-    from filelock import UnixFileLock
 
 _EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LINUX_DEFAULT_EPHEMERAL = (32768, 60999)
@@ -139,7 +137,9 @@ def _bindable(host: str, port: int) -> bool:
 
 def _try_reserve(port: int, usable: Callable[[int], bool], lock_dir: Path) -> PortReservation | None:
     lock = _lock_for(port, lock_dir)
-    if not try_acquire(lock):
+    try:
+        lock.acquire()
+    except Timeout:
         return None
     if not usable(port):
         lock.release(force=True)
@@ -175,11 +175,13 @@ def reserve_specific_port(port: int, host: str = "127.0.0.1", *, lock_dir: Path 
     """Reserve exactly ``port``: the caller asked for it, so a clash is an error, not a reason to pick another."""
     directory = lock_dir or ports_dir()
     lock = _lock_for(port, directory)
-    if not try_acquire(lock):
+    try:
+        lock.acquire()
+    except Timeout:
         raise PortBusyError(
             f"port {port} is reserved by another etcd_env server on this machine. "
             "Ask for another port, or leave the port out to let etcd_env choose a free one."
-        )
+        ) from None
     if not _bindable(host, port):
         lock.release(force=True)
         raise PortBusyError(
@@ -204,7 +206,9 @@ def reserve_ports(count: int, host: str = "127.0.0.1", *, lock_dir: Path | None 
 def port_is_reserved(port: int, *, lock_dir: Path | None = None) -> bool:
     """Whether some live process holds the reservation for ``port``."""
     lock = _lock_for(port, lock_dir or ports_dir())
-    if not try_acquire(lock):
+    try:
+        lock.acquire()
+    except Timeout:
         return True
     lock.release(force=True)
     return False

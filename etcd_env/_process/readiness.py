@@ -28,9 +28,11 @@ the start retries on fresh ports, never "ready".
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -38,15 +40,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from .._common.errors import EtcdStartError, EtcdStartTimeout, ForeignListenerError
 from .http import connect
-
-if TYPE_CHECKING:
-    import http.client
-    import ssl
 
 _LISTEN = "0A"  # the TCP state column of /proc/net/tcp*: TCP_LISTEN
 
@@ -209,12 +207,9 @@ class HttpHealthCheck:
 
     def healthy_once(self, timeout: float) -> bool:
         """One probe: True if healthy, False if not yet; raises ForeignListenerError for a non-etcd answer."""
-        import ssl  # noqa: PLC0415 - kept out of `import etcd_env`, as in .http (a dict lookup per probe)
-
         try:
             status, body = self._request("GET", "/health", timeout)
-        # http.client.RemoteDisconnected (no answer) is a ConnectionResetError.
-        except (ConnectionRefusedError, ConnectionResetError, TimeoutError):
+        except (ConnectionRefusedError, ConnectionResetError, TimeoutError, http.client.RemoteDisconnected):
             return False
         except ssl.SSLError as error:
             raise ForeignListenerError(f"TLS handshake with {self.client_url} failed: {error}") from error
@@ -236,7 +231,7 @@ class HttpHealthCheck:
                 status, body = self._request("GET", "/v2/stats/self", timeout)
                 return status == 200 and json.loads(body).get("name") == self.member_name
             status, body = self._request("POST", "/v3/cluster/member/list", timeout, body=b"{}")
-        except (ConnectionRefusedError, ConnectionResetError, TimeoutError):
+        except (ConnectionRefusedError, ConnectionResetError, TimeoutError, http.client.RemoteDisconnected):
             # Another user's etcd on our port can stop between the two requests: look again.
             return None
         except ValueError:

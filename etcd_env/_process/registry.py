@@ -23,16 +23,15 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from filelock import Timeout, UnixFileLock
 
 from .._common.errors import NameClashError
-from .._common.locks import held_fd, kernel_lock, try_acquire
+from .._common.locks import held_fd, kernel_lock
 from .._common.paths import existing_sub, private_dir, servers_dir, write_atomically
 from .guard import Watchdog
 from .spawn import command_line, pid_alive, processes_named, wait_gone
-
-if TYPE_CHECKING:
-    from filelock import UnixFileLock
 
 INFO_FILE = "info.json"
 LOG_FILE = "etcd.log"
@@ -161,11 +160,13 @@ def _acquire_record_lock(lock_path: Path, name: str, deadline: float | None) -> 
     give_up = now + _NAME_LOCK_WAIT if deadline is None else min(deadline, now + _NAME_LOCK_WAIT)
     while True:
         lock = kernel_lock(lock_path)
-        # A reaper may hold a fresh name's lock for a moment while it looks; wait that out.
-        if not try_acquire(lock, timeout=max(0.0, give_up - time.monotonic())):
+        try:
+            # A reaper may hold a fresh name's lock for a moment while it looks; wait that out.
+            lock.acquire(timeout=max(0.0, give_up - time.monotonic()))
+        except Timeout:
             raise NameClashError(
                 f"the lock of server name {name!r} is held by another process (a reaper looking, or a live server)"
-            )
+            ) from None
         if _holds_file_at(lock, lock_path):
             return lock
         lock.release(force=True)
@@ -249,7 +250,9 @@ def find_leftovers(directory: Path | None = None, *, min_age: float = 0.0) -> li
             continue
         had_lock_file = lock_path.exists()
         lock = kernel_lock(lock_path)
-        if not try_acquire(lock):
+        try:
+            lock.acquire()
+        except Timeout:
             continue  # the owner is alive
         try:
             info = _read_info(root)
@@ -274,7 +277,9 @@ def reap(directory: Path | None = None) -> list[Leftover]:
     reclaimed: list[Leftover] = []
     for leftover in find_leftovers(parent):
         lock = kernel_lock(parent / f"{leftover.name}.lock")
-        if not try_acquire(lock):
+        try:
+            lock.acquire()
+        except Timeout:
             continue  # adopted in the meantime
         try:
             if leftover.pid is not None:
@@ -303,7 +308,9 @@ def live_servers(directory: Path | None = None) -> list[dict[str, Any]]:
         if not root.is_dir():
             continue
         lock = kernel_lock(parent / f"{name}.lock")
-        if not try_acquire(lock):
+        try:
+            lock.acquire()
+        except Timeout:
             info = _read_info(root)
             info.setdefault("name", name)
             alive.append(info)

@@ -17,6 +17,8 @@ setpriv the ``preexec_fn`` sets the same signal, only slower.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import os
 import queue
@@ -28,11 +30,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
+from typing import IO
 
 _PR_SET_PDEATHSIG = 1
 
@@ -41,10 +41,7 @@ StdStream = int | IO[str] | IO[bytes] | None
 
 @functools.cache
 def _prctl() -> Callable[..., int]:
-    # find_library runs `ldconfig -p` (2-3 ms): once per process, not once per spawn. Called in the parent
-    # before any fork (death_signal_setter), so the import never runs between fork and exec.
-    import ctypes.util  # noqa: PLC0415 - kept out of `import etcd_env` (the pytest plugin loads it)
-
+    # find_library runs `ldconfig -p` (2-3 ms): once per process, not once per spawn.
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
 
 
@@ -88,8 +85,6 @@ class _Spawner:
     def run(self, launch: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
         if threading.current_thread() is self._thread:
             return launch()
-        from concurrent.futures import Future  # noqa: PLC0415 - kept out of `import etcd_env`
-
         result: Future[subprocess.Popen[bytes]] = Future()
         self._requests.put((launch, result))
         try:

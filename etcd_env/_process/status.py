@@ -7,14 +7,12 @@ is enabled, so finding the leader does not depend on ``--enable-v2``.
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .http import connect
-
-if TYPE_CHECKING:
-    import ssl
 
 
 @dataclass(frozen=True)
@@ -30,8 +28,6 @@ class MemberStatus:
 
 def member_status(client_url: str, *, timeout: float, ssl_context: ssl.SSLContext | None = None) -> MemberStatus:
     """The status of the member at ``client_url``; raises ``OSError`` if it cannot answer in ``timeout``."""
-    import http.client  # noqa: PLC0415 - kept out of `import etcd_env`, as in .http
-
     connection = connect(client_url, timeout=timeout, ssl_context=ssl_context)
     try:
         connection.request("POST", "/v3/maintenance/status", body=b"{}")

@@ -10,17 +10,15 @@ written anywhere: nobody can mint another certificate this server would trust.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._common.environ import ETCDCTL_CACERT_VAR, ETCDCTL_CERT_VAR, ETCDCTL_KEY_VAR
 from .._common.errors import EtcdEnvError
 from .._common.paths import private_dir
 from .command import TlsFiles
-
-if TYPE_CHECKING:
-    import ssl
 
 TLS_DIR = "tls"
 #: The client certificate needs a subject alternative name (an empty SAN list is invalid);
@@ -41,8 +39,6 @@ class ClientTls:
     key: Path
 
     def ssl_context(self) -> ssl.SSLContext:
-        import ssl  # noqa: PLC0415 - kept out of `import etcd_env` (the pytest plugin loads it)
-
         context = ssl.create_default_context(cafile=str(self.ca))
         context.load_cert_chain(str(self.cert), str(self.key))
         return context
