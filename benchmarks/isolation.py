@@ -30,6 +30,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from _baseline import baseline_tree  # noqa: E402
+
 from etcd_env import resolve_binary  # noqa: E402
 
 #: In this order, test by test: each kind's place decides what state it finds (see the docstring).
@@ -113,12 +115,6 @@ def summarize(durations: dict[str, float]) -> dict[str, Any]:
             "per_100_tests_s": round(sum(values) / len(values) * 100 / 1000, 3),
         }
     return rows
-
-
-def baseline_tree(ref: str, into: Path) -> Path:
-    archive = subprocess.run(["git", "archive", ref, "etcd_env"], cwd=REPO, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE)]
 
+from _baseline import baseline_tree  # noqa: E402
 from _stats import machine_load, summary  # noqa: E402
 
 #: Runs pytest whatever plugins the caller's environment autoloads (xdist...): the baseline has them too.
@@ -94,13 +95,6 @@ def _loaded_plugin(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     raise SystemExit(f"could not tell which plugin {' '.join(argv)} loaded:\n{done.stdout}\n{done.stderr}")
 
 
-def _baseline_tree(ref: str, into: Path) -> Path:
-    archive = subprocess.run(["git", "archive", ref, "etcd_env"], cwd=REPO, capture_output=True, check=True)
-    into.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=20, help="timed repetitions of each row (default 20)")
@@ -118,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         empty.mkdir()
         trees = {"this_checkout": REPO}
         if args.baseline_ref:
-            trees[f"baseline_{args.baseline_ref}"] = _baseline_tree(args.baseline_ref, temp / "baseline")
+            trees[f"baseline_{args.baseline_ref}"] = baseline_tree(args.baseline_ref, temp / "baseline")
         rows: dict[str, Callable[[], tuple[float, float]]] = {}
         no_plugin = [*PYTEST, "-p", "no:etcd_env"]
         with_plugin = [*PYTEST, "-p", "no:etcd_env", "-p", "etcd_env.pytest_plugin"]
