@@ -28,6 +28,8 @@ from .spawn import StdStream, kill_processes, log_tail, processes_named, spawn, 
 logger = logging.getLogger("etcd_env")
 
 _FOREIGN_EXIT_WAIT = 3.0
+#: How long a clean exit before readiness is watched for what it left behind (see _left_named).
+_LEFT_BEHIND_LOOK = 0.5
 
 
 class MemberProcess:
@@ -122,9 +124,23 @@ class MemberProcess:
             # The same wrapper, when it exits before its daemon answers (`setsid etcd "$@" &` and
             # nothing after it, or a loaded machine): our child is gone, yet something still
             # carries our unique --name. Before, this said only "exited with code 0".
-            if self.process.poll() is not None and processes_named(self.command.name):
+            if self.process.poll() is not None and self._left_named():
                 raise self._left_in_background() from None
             raise
+
+    def _left_named(self) -> set[int]:
+        """What still carries our unique --name now that our child has exited.
+
+        etcd itself never exits 0 before it serves, so a clean exit is a wrapper that left
+        something behind: its background job may be between fork and exec for a moment (seen
+        once in CI under load: a single look found nothing), so that case is looked at again
+        for a short while. Any other exit code is etcd failing, looked at once.
+        """
+        assert self.process is not None  # only after launch()
+        deadline = time.monotonic() + (_LEFT_BEHIND_LOOK if self.process.returncode == 0 else 0)
+        while not (named := processes_named(self.command.name)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return named
 
     def _left_in_background(self) -> EtcdStartError:
         assert self.process is not None  # only after launch()
