@@ -1,13 +1,15 @@
 """One HTTP(S) or file:// download into an open file, hashed on the way, with a terminal progress bar.
 
-The standard library's urllib only: the install path must not add a dependency. urllib's
-request machinery (http.client, ssl, email) is imported by :func:`download` itself, so that
-``import etcd_env`` (every pytest session with the plugin installed) does not load it.
+The standard library's urllib only: the install path must not add a dependency.
+``urllib.request`` is imported by :func:`download` itself, so that ``import etcd_env`` (every
+pytest session with the plugin installed) does not load it; http.client is loaded anyway,
+for the readiness probe every start makes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -71,8 +73,7 @@ def _unreachable(url: str, reason: object) -> EtcdInstallError:
 
 def download(url: str, sink: BinaryIO, *, progress: ProgressBar | None = None) -> Downloaded:
     """Copy ``url`` into ``sink``; raises :class:`EtcdInstallError` for anything but a complete body."""
-    import http.client  # noqa: PLC0415 - kept out of `import etcd_env` (the module's docstring)
-    import urllib.error  # noqa: PLC0415 - the same
+    import urllib.error  # noqa: PLC0415 - kept out of `import etcd_env` (the module's docstring)
     import urllib.request  # noqa: PLC0415 - the same
 
     started = time.monotonic()
